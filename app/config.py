@@ -1,0 +1,28 @@
+"""Configuration from the environment, read when an app is created, never at import."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_PREFIX = "POINTCLEAR_"
+
+
+def from_environ(instance_path: str) -> dict:
+    """Settings for ``create_app``; every key can be set as ``POINTCLEAR_<KEY>``.
+
+    DATABASE_URL   SQLAlchemy URL; default: SQLite file ``instance/pointclear.db``.
+    SIGNING_KEY    PEM file of the platform's Ed25519 private key, which signs ledger
+                   seals (``pointclear keys init`` creates it);
+                   default: ``instance/platform-signing-key.pem``.
+    SEAL_BLOCK_SIZE  transactions per sealed block (default 1000).
+    """
+    instance = Path(instance_path)
+    env = os.environ
+    return {
+        "DATABASE_URL": env.get(f"{ENV_PREFIX}DATABASE_URL")
+        or f"sqlite:///{instance / 'pointclear.db'}",
+        "SIGNING_KEY": env.get(f"{ENV_PREFIX}SIGNING_KEY")
+        or str(instance / "platform-signing-key.pem"),
+        "SEAL_BLOCK_SIZE": int(env.get(f"{ENV_PREFIX}SEAL_BLOCK_SIZE", "1000")),
+    }

@@ -1,0 +1,65 @@
+"""One error shape for every error the HTTP API returns: RFC 9457 problem+json.
+
+``{"type", "title", "status", "detail", "code"}`` plus ``field`` when one input field is
+at fault. ``code`` is stable and machine-readable; clients branch on it, not on text.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Response, json
+from werkzeug.exceptions import HTTPException
+
+from ledger.errors import LedgerError
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+def problem(status: int, code: str, detail: str, *, title: str | None = None,
+            field: str | None = None, **extra) -> Response:
+    body = {
+        "type": f"https://pointclear.example/problems/{code}",
+        "title": title or code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if field:
+        body["field"] = field
+    body.update(extra)
+    return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = (exc.name or "error").lower().replace(" ", "_")
+    response = problem(exc.code or 500, code, exc.description or exc.name, title=exc.name)
+    if exc.code == 405 and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return problem(500, "internal_error", "The server failed; this is a bug and has been logged.")
+
+
+# Rule broken -> HTTP status. Everything not listed is a 422 (the request was
+# understood but breaks a rule of the ledger).
+LEDGER_STATUS = {
+    "account_not_found": 404,
+    "transaction_not_found": 404,
+    "idempotency_conflict": 422,
+    "idempotency_race": 409,
+}
+
+
+def _ledger_error(exc: LedgerError) -> Response:
+    return problem(LEDGER_STATUS.get(exc.code, 422), exc.code, exc.message, field=exc.field)
+
+
+def init_app(app) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(LedgerError, _ledger_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,231 @@
+"""Verification: prove the books are whole, or say exactly where they are not.
+
+Checks, each a set-based query so it runs on the whole ledger in one pass:
+
+- every transaction balances per unit; posted and pending ones have two or more postings,
+  voided ones none; every posting is in its account's unit;
+- every account's running totals equal the sum of its postings (posted: postings of
+  posted transactions; pending: postings of pending transactions not yet resolved);
+- no guarded account is overdrawn (counting pending debits);
+- every resolution points at a pending transaction, captures no more than it reserved,
+  and every reversal stays within what its original moved, line by line;
+- the sealed blocks form an unbroken, correctly signed hash chain over unchanged rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy.orm import Session, aliased
+
+from .models import Account, AccountBalance, Block, Posting, Transaction
+from .seal import unsealed_count, verify_chain
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One broken rule. Attributes: rule (short name), detail (human sentence)."""
+
+    rule: str
+    detail: str
+
+
+@dataclass
+class Report:
+    """Outcome of :func:`verify`. Attributes: problems, counts (rows checked)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, rule: str, detail: str) -> None:
+        self.problems.append(Problem(rule, detail))
+
+
+MAX_REPORTED = 50  # per rule; the count of the rest is still reported
+
+
+def _signed():
+    return case((Posting.side == "D", Posting.amount), else_=-Posting.amount)
+
+
+def verify(session: Session, *, public_keys=None, check_signatures: bool = True) -> Report:
+    report = Report()
+    report.counts = {
+        "accounts": session.scalar(select(func.count()).select_from(Account)),
+        "transactions": session.scalar(select(func.count()).select_from(Transaction)),
+        "postings": session.scalar(select(func.count()).select_from(Posting)),
+        "blocks": session.scalar(select(func.count()).select_from(Block)),
+        "unsealed": unsealed_count(session),
+    }
+    _check_balanced(session, report)
+    _check_totals(session, report)
+    _check_guards(session, report)
+    _check_resolutions(session, report)
+    _check_reversals(session, report)
+    for detail in verify_chain(session, public_keys if check_signatures else None):
+        report.add("seal", detail)
+    return report
+
+
+def _emit(report: Report, rule: str, rows, describe) -> None:
+    rows = list(rows)
+    for row in rows[:MAX_REPORTED]:
+        report.add(rule, describe(row))
+    if len(rows) > MAX_REPORTED:
+        report.add(rule, f"... and {len(rows) - MAX_REPORTED} more")
+
+
+def _check_balanced(session: Session, report: Report) -> None:
+    _emit(report, "balanced", session.execute(
+        select(Posting.transaction_id, Posting.unit, func.sum(_signed()).label("net"))
+        .group_by(Posting.transaction_id, Posting.unit)
+        .having(func.sum(_signed()) != 0)
+    ), lambda r: f"transaction {r.transaction_id} is off by {r.net} {r.unit} (debits - credits)")
+
+    count = func.count(Posting.line)
+    _emit(report, "postings", session.execute(
+        select(Transaction.id, Transaction.status, count.label("n"))
+        .outerjoin(Posting, Posting.transaction_id == Transaction.id)
+        .group_by(Transaction.id, Transaction.status)
+        .having(case((Transaction.status == "voided", count > 0), else_=count < 2))
+    ), lambda r: f"{r.status} transaction {r.id} has {r.n} postings")
+
+    _emit(report, "unit", session.execute(
+        select(Posting.transaction_id, Posting.line, Posting.unit, Account.code, Account.unit)
+        .join(Account, Account.id == Posting.account_id)
+        .where(Posting.unit != Account.unit)
+    ), lambda r: f"transaction {r[0]} line {r[1]} is in {r[2]} but account {r[3]} is in {r[4]}")
+
+
+def _expected_totals():
+    txn, resolution = Transaction, aliased(Transaction)
+    posted = txn.status == "posted"
+    pending = and_(txn.status == "pending", resolution.id.is_(None))
+
+    def total(side, status):
+        return func.coalesce(
+            func.sum(case((and_(Posting.side == side, status), Posting.amount), else_=0)), 0)
+
+    return (
+        select(Posting.account_id.label("account_id"),
+               total("D", posted).label("dp"), total("C", posted).label("cp"),
+               total("D", pending).label("dpend"), total("C", pending).label("cpend"))
+        .join(txn, txn.id == Posting.transaction_id)
+        .outerjoin(resolution, resolution.resolves_id == txn.id)
+        .group_by(Posting.account_id)
+        .subquery()
+    )
+
+
+def _check_totals(session: Session, report: Report) -> None:
+    actual = (
+        select(AccountBalance.account_id.label("account_id"),
+               func.sum(AccountBalance.debits_posted).label("dp"),
+               func.sum(AccountBalance.credits_posted).label("cp"),
+               func.sum(AccountBalance.debits_pending).label("dpend"),
+               func.sum(AccountBalance.credits_pending).label("cpend"))
+        .group_by(AccountBalance.account_id)
+        .subquery()
+    )
+    expected = _expected_totals()
+    cols = ("dp", "cp", "dpend", "cpend")
+    mismatch = [actual.c[c] != func.coalesce(expected.c[c], 0) for c in cols]
+    rows = session.execute(
+        select(Account.code, *(actual.c[c] for c in cols),
+               *(func.coalesce(expected.c[c], 0) for c in cols))
+        .join(actual, actual.c.account_id == Account.id)
+        .outerjoin(expected, expected.c.account_id == Account.id)
+        .where(mismatch[0] | mismatch[1] | mismatch[2] | mismatch[3])
+    )
+    names = ("debits posted", "credits posted", "debits pending", "credits pending")
+
+    def describe(r):
+        diffs = [f"{names[i]} {r[1 + i]} but postings say {r[5 + i]}"
+                 for i in range(4) if r[1 + i] != r[5 + i]]
+        return f"account {r[0]}: " + "; ".join(diffs)
+
+    _emit(report, "totals", rows, describe)
+
+
+def _check_guards(session: Session, report: Report) -> None:
+    available = (AccountBalance.credits_posted - AccountBalance.debits_posted
+                 - AccountBalance.debits_pending)
+    _emit(report, "guard", session.execute(
+        select(Account.code, available.label("available"))
+        .join(Account, Account.id == AccountBalance.account_id)
+        .where(AccountBalance.guarded, available < 0)
+    ), lambda r: f"no-overdraft account {r.code} is overdrawn: available {r.available}")
+
+
+def _check_resolutions(session: Session, report: Report) -> None:
+    txn, target = Transaction, aliased(Transaction)
+    _emit(report, "resolution", session.execute(
+        select(txn.id, target.status)
+        .join(target, target.id == txn.resolves_id)
+        .where(target.status != "pending")
+    ), lambda r: f"transaction {r.id} resolves a {r.status} transaction")
+
+    # Per account and side, a capture never posts more than its pending one reserved.
+    reserved, captured = aliased(Posting), aliased(Posting)
+    cap = (
+        select(txn.resolves_id.label("pid"), captured.account_id, captured.side,
+               func.sum(captured.amount).label("amount"))
+        .join(captured, captured.transaction_id == txn.id)
+        .where(txn.resolves_id.is_not(None))
+        .group_by(txn.resolves_id, captured.account_id, captured.side)
+        .subquery()
+    )
+    res = (
+        select(reserved.transaction_id.label("pid"), reserved.account_id, reserved.side,
+               func.sum(reserved.amount).label("amount"))
+        .group_by(reserved.transaction_id, reserved.account_id, reserved.side)
+        .subquery()
+    )
+    _emit(report, "capture", session.execute(
+        select(cap.c.pid, cap.c.account_id, cap.c.amount,
+               func.coalesce(res.c.amount, literal(0)).label("reserved"))
+        .outerjoin(res, and_(res.c.pid == cap.c.pid, res.c.account_id == cap.c.account_id,
+                             res.c.side == cap.c.side))
+        .where(cap.c.amount > func.coalesce(res.c.amount, 0))
+    ), lambda r: f"capture of {r.pid} posts {r.amount} on account #{r.account_id}, "
+                 f"reserved {r.reserved}")
+
+
+def _check_reversals(session: Session, report: Report) -> None:
+    txn, original = Transaction, aliased(Transaction)
+    _emit(report, "reversal", session.execute(
+        select(txn.id, original.status, original.reverses_id)
+        .join(original, original.id == txn.reverses_id)
+        .where((original.status != "posted") | original.reverses_id.is_not(None))
+    ), lambda r: f"reversal {r.id} reverses a transaction that is not a posted original")
+
+    rev = aliased(Posting)
+    reversed_ = (
+        select(txn.reverses_id.label("oid"), rev.account_id,
+               case((rev.side == "D", "C"), else_="D").label("side"),
+               func.sum(rev.amount).label("amount"))
+        .join(rev, rev.transaction_id == txn.id)
+        .where(txn.reverses_id.is_not(None))
+        .group_by(txn.reverses_id, rev.account_id, rev.side)
+        .subquery()
+    )
+    moved = (
+        select(Posting.transaction_id.label("oid"), Posting.account_id, Posting.side,
+               func.sum(Posting.amount).label("amount"))
+        .group_by(Posting.transaction_id, Posting.account_id, Posting.side)
+        .subquery()
+    )
+    _emit(report, "reversal", session.execute(
+        select(reversed_.c.oid, reversed_.c.account_id, reversed_.c.amount,
+               func.coalesce(moved.c.amount, literal(0)).label("moved"))
+        .outerjoin(moved, and_(moved.c.oid == reversed_.c.oid,
+                               moved.c.account_id == reversed_.c.account_id,
+                               moved.c.side == reversed_.c.side))
+        .where(reversed_.c.amount > func.coalesce(moved.c.amount, 0))
+    ), lambda r: f"reversals of {r.oid} move {r.amount} on account #{r.account_id}, "
+                 f"the original moved {r.moved}")
