@@ -274,16 +274,29 @@ def _write(session: Session, plan: _Plan) -> None:
     session.execute(insert(_TXN), [plan.txn])
     if plan.postings:
         session.execute(insert(_POSTING), plan.postings)
-    totals = []
-    for account_id in sorted(plan.deltas):
-        dp, cp, dpend, cpend = plan.deltas[account_id]
+    # A hold and its release must touch the same shard, or that shard's pending total
+    # would go negative: pending amounts go to the shard picked by the pending
+    # transaction's id; posted amounts go to any shard.
+    anchor = plan.txn["id"] if plan.txn["status"] == "pending" else plan.txn["resolves_id"]
+    rows: dict[tuple[int, int], list[int]] = {}
+    for account_id, (dp, cp, dpend, cpend) in plan.deltas.items():
         shards = plan.accounts[account_id].shards
-        totals.append(dict(
-            b_account=account_id, b_shard=random.randrange(shards) if shards > 1 else 0,
-            b_dp=dp, b_cp=cp, b_dpend=dpend, b_cpend=cpend,
-        ))
-    if totals:
-        session.execute(_ADD_TO_TOTALS, totals)
+        posted_shard = random.randrange(shards) if shards > 1 else 0
+        pending_shard = anchor.int % shards if anchor is not None and shards > 1 else 0
+        if dp or cp:
+            row = rows.setdefault((account_id, posted_shard), [0, 0, 0, 0])
+            row[0] += dp
+            row[1] += cp
+        if dpend or cpend:
+            row = rows.setdefault((account_id, pending_shard), [0, 0, 0, 0])
+            row[2] += dpend
+            row[3] += cpend
+    if rows:
+        # Sorted: row locks are always taken in (account, shard) order.
+        session.execute(_ADD_TO_TOTALS, [
+            dict(b_account=a, b_shard=s, b_dp=d[0], b_cp=d[1], b_dpend=d[2], b_cpend=d[3])
+            for (a, s), d in sorted(rows.items())
+        ])
 
 
 def _record_from_plan(plan: _Plan) -> TransactionRecord:

@@ -174,8 +174,10 @@ class IdempotencyRecord(Base):
     scope: Mapped[str] = mapped_column(String(100), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
+    # Deferred: the record is written before the transaction it names, so that a
+    # concurrent request with the same key waits on it before doing any work.
     transaction_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("ledger_transactions.id")
+        Uuid, ForeignKey("ledger_transactions.id", deferrable=True, initially="DEFERRED")
     )
     error_code: Mapped[str | None] = mapped_column(String(60))
     error: Mapped[dict | None] = mapped_column(JSON)

@@ -46,35 +46,33 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def _recreate_postgres(url: str) -> None:
-    """Create the test database if missing, then empty it completely."""
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                             {"n": parsed.database})
-        if not exists:
-            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
+def database_url(tmp_path_factory):
+    """The URL of an empty database for this run.
+
+    On PostgreSQL each run gets its own database, named after the configured one plus the
+    process id, so that two runs on one server (a developer's and CI's, or parallel
+    sessions) never drop each other's schema. It is dropped when the run ends.
+    """
     url = _configured_url()
     if url is None:
-        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'pointclear-test.db'}"
-    if url.startswith("postgresql"):
-        _recreate_postgres(url)
-    return url
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'pointclear-test.db'}"
+        return
+    parsed = make_url(url)
+    name = f"{parsed.database}_{os.getpid()}"
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield parsed.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def engine(database_url):
+    # The pool is large enough for the 16-thread PostgreSQL tests.
     engine = make_engine(database_url, pool_size=20, max_overflow=20) \
         if database_url.startswith("postgresql") else make_engine(database_url)
     with engine.begin() as connection:

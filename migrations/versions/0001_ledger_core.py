@@ -176,7 +176,7 @@ def upgrade() -> None:
     sa.Column('error', sa.JSON(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint('(transaction_id IS NULL) <> (error_code IS NULL)', name=op.f('ck_ledger_idempotency_one_outcome')),
-    sa.ForeignKeyConstraint(['transaction_id'], ['ledger_transactions.id'], name=op.f('fk_ledger_idempotency_transaction_id_ledger_transactions')),
+    sa.ForeignKeyConstraint(['transaction_id'], ['ledger_transactions.id'], name=op.f('fk_ledger_idempotency_transaction_id_ledger_transactions'), initially='DEFERRED', deferrable=True),
     sa.PrimaryKeyConstraint('scope', 'key', name=op.f('pk_ledger_idempotency'))
     )
     op.create_table('ledger_postings',
