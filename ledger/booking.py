@@ -271,9 +271,11 @@ def _replay(session, record, fp, key) -> TransactionRecord:
 
 
 def _write(session: Session, plan: _Plan) -> None:
-    session.execute(insert(_TXN), [plan.txn])
+    session.execute(insert(_TXN).values(plan.txn))
     if plan.postings:
-        session.execute(insert(_POSTING), plan.postings)
+        # One multi-row INSERT: a single round trip, where executemany would pipeline
+        # one statement per posting plus a sync.
+        session.execute(insert(_POSTING).values(plan.postings))
     # A hold and its release must touch the same shard, or that shard's pending total
     # would go negative: pending amounts go to the shard picked by the pending
     # transaction's id; posted amounts go to any shard.
