@@ -44,7 +44,10 @@ def make_engine(url: str, **options) -> Engine:
         )
         _sqlite_transactions(engine)
         return engine
-    options.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs a round trip on every checkout. A connection that died in
+    # the pool fails its first statement, the pool invalidates it, and the unit of work
+    # retries the transaction on a fresh one (same idempotency key).
+    options.setdefault("pool_recycle", 3600)
     return create_engine(url, **options)
 
 

@@ -98,15 +98,11 @@ def get_account(session: Session, code: str) -> AccountInfo:
 
 def load_accounts(session: Session, codes) -> dict[str, AccountInfo]:
     """Load the accounts named by ``codes`` in one query; raise if any is missing."""
-    codes = set(codes)
-    rows = session.execute(
-        select(
-            Account.id, Account.code, Account.unit, Account.no_overdraft,
-            Account.frozen, Account.closed, Account.shards,
-        ).where(Account.code.in_(codes))
-    ).all()
-    found = {row.code: AccountInfo(*row) for row in rows}
-    missing = sorted(codes - found.keys())
+    from .sql import Sql  # the booking hot path's statements
+
+    codes = sorted(set(codes))
+    found = {row[1]: AccountInfo(*row) for row in Sql(session).accounts(codes)}
+    missing = [c for c in codes if c not in found]
     if missing:
         raise AccountNotFound(f"no account {missing[0]!r}", field="account", missing=missing)
     return found

@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import idempotency as idem
@@ -48,26 +48,14 @@ from .errors import (
     TransactionNotFound,
     Unbalanced,
 )
-from .models import Account, AccountBalance, Posting, Transaction
+from .models import Account, Posting, Transaction
+from .sql import Sql
 from .types import new_id, utcnow
 from .units import check_amount
 
 SIDES = ("D", "C")
 _TXN = Transaction.__table__
 _POSTING = Posting.__table__
-_BALANCE = AccountBalance.__table__
-
-_ADD_TO_TOTALS = (
-    update(_BALANCE)
-    .where(_BALANCE.c.account_id == bindparam("b_account"), _BALANCE.c.shard == bindparam("b_shard"))
-    .values(
-        debits_posted=_BALANCE.c.debits_posted + bindparam("b_dp"),
-        credits_posted=_BALANCE.c.credits_posted + bindparam("b_cp"),
-        debits_pending=_BALANCE.c.debits_pending + bindparam("b_dpend"),
-        credits_pending=_BALANCE.c.credits_pending + bindparam("b_cpend"),
-    )
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -221,14 +209,7 @@ def _lock_and_check_guards(session: Session, plan: _Plan) -> None:
     guarded = sorted(a for a in plan.deltas if plan.accounts[a].no_overdraft)
     if not guarded:
         return
-    rows = session.execute(
-        select(_BALANCE.c.account_id, _BALANCE.c.debits_posted, _BALANCE.c.credits_posted,
-               _BALANCE.c.debits_pending)
-        .where(_BALANCE.c.account_id.in_(guarded))
-        .order_by(_BALANCE.c.account_id)
-        .with_for_update()
-    ).all()
-    for account_id, dp, cp, dpend in rows:
+    for account_id, dp, cp, dpend in Sql(session).lock_guarded(guarded):
         d = plan.deltas[account_id]
         available = cp - dp - dpend
         after = (cp + d[1]) - (dp + d[0]) - (dpend + d[2])
@@ -271,11 +252,10 @@ def _replay(session, record, fp, key) -> TransactionRecord:
 
 
 def _write(session: Session, plan: _Plan) -> None:
-    session.execute(insert(_TXN).values(plan.txn))
+    sql = Sql(session)
+    sql.insert_transaction(plan.txn)
     if plan.postings:
-        # One multi-row INSERT: a single round trip, where executemany would pipeline
-        # one statement per posting plus a sync.
-        session.execute(insert(_POSTING).values(plan.postings))
+        sql.insert_postings(plan.postings)
     # A hold and its release must touch the same shard, or that shard's pending total
     # would go negative: pending amounts go to the shard picked by the pending
     # transaction's id; posted amounts go to any shard.
@@ -295,10 +275,7 @@ def _write(session: Session, plan: _Plan) -> None:
             row[3] += cpend
     if rows:
         # Sorted: row locks are always taken in (account, shard) order.
-        session.execute(_ADD_TO_TOTALS, [
-            dict(b_account=a, b_shard=s, b_dp=d[0], b_cp=d[1], b_dpend=d[2], b_cpend=d[3])
-            for (a, s), d in sorted(rows.items())
-        ])
+        sql.add_to_totals([(a, s, *d) for (a, s), d in sorted(rows.items())])
 
 
 def _record_from_plan(plan: _Plan) -> TransactionRecord:

@@ -27,9 +27,6 @@ from . import errors
 from .errors import IdempotencyConflict, LedgerError
 from .models import IdempotencyRecord
 
-_TABLE = IdempotencyRecord.__table__
-
-
 @dataclass(frozen=True, slots=True)
 class IdempotencyKey:
     """A caller's key for one request.
@@ -62,20 +59,9 @@ def fingerprint(operation: str, request: dict) -> str:
 
 def _insert_if_absent(session: Session, values: dict) -> bool:
     """INSERT the record unless the key exists; True if this call inserted it."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - only the two supported stores
-        raise RuntimeError(f"unsupported database {dialect}")
-    stmt = (
-        insert(_TABLE)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["scope", "key"])
-        .returning(_TABLE.c.scope)
-    )
-    return session.execute(stmt).first() is not None
+    from .sql import Sql
+
+    return Sql(session).insert_idempotency(values)
 
 
 def claim(

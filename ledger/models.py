@@ -126,7 +126,7 @@ class Transaction(Base):
     kind: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(8))
     reference: Mapped[str | None] = mapped_column(String(200))
-    meta: Mapped[dict | None] = mapped_column(JSON)
+    meta: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolves_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -180,7 +180,7 @@ class IdempotencyRecord(Base):
         Uuid, ForeignKey("ledger_transactions.id", deferrable=True, initially="DEFERRED")
     )
     error_code: Mapped[str | None] = mapped_column(String(60))
-    error: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

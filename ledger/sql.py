@@ -1,0 +1,137 @@
+"""The booking hot path as hand-written SQL on the session's own DBAPI connection.
+
+Every booking runs the same handful of statements. Through SQLAlchemy Core each one costs
+~200 microseconds of CPU (statement construction, cache key, result processing) where the
+driver itself needs ~30; on a two-core machine that CPU is taken from the database, and
+it showed as a third of plain-SQL throughput. So these statements go straight to the
+DBAPI cursor of the connection the session already holds -- same transaction, same
+savepoints, same locks -- and bind values in the exact format SQLAlchemy's types use on
+each database (UUIDs as 32 hex digits and naive UTC text on SQLite), so Core and ORM
+reads see the same rows. Everything else in the ledger stays on Core.
+
+Statements are written once in the ``%(name)s`` style of psycopg and rewritten to
+``:name`` for sqlite3.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from functools import lru_cache
+
+from sqlalchemy.orm import Session
+
+_NAMED = re.compile(r"%\((\w+)\)s")
+
+
+@lru_cache(maxsize=None)
+def _for(dialect: str, sql: str) -> str:
+    return sql if dialect == "postgresql" else _NAMED.sub(r":\1", sql)
+
+
+@lru_cache(maxsize=64)
+def _in_list(prefix: str, n: int) -> str:
+    return ", ".join(f"%({prefix}{i})s" for i in range(n))
+
+
+class Sql:
+    """The raw cursor of a session's connection, with the ledger's statements."""
+
+    def __init__(self, session: Session):
+        connection = session.connection()  # begins (BEGIN IMMEDIATE on SQLite) if needed
+        self.dialect = connection.dialect.name
+        self.postgres = self.dialect == "postgresql"
+        self.cursor = connection.connection.cursor()
+
+    # -- binding -------------------------------------------------------------------------
+
+    def uuid(self, value: uuid.UUID | None):
+        if value is None or self.postgres:
+            return value
+        return value.hex
+
+    def when(self, value: datetime | None):
+        if value is None:
+            return None
+        value = value.astimezone(timezone.utc)
+        return value if self.postgres else value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    @staticmethod
+    def json(value) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def run(self, sql: str, params: dict | None = None):
+        self.cursor.execute(_for(self.dialect, sql), params or {})
+        return self.cursor
+
+    # -- statements ------------------------------------------------------------------------
+
+    def accounts(self, codes: list[str]) -> list[tuple]:
+        params = {f"c{i}": c for i, c in enumerate(codes)}
+        rows = self.run(
+            "SELECT id, code, unit, no_overdraft, frozen, closed, shards FROM ledger_accounts "
+            f"WHERE code IN ({_in_list('c', len(codes))})", params).fetchall()
+        return [(r[0], r[1], r[2], bool(r[3]), bool(r[4]), bool(r[5]), r[6]) for r in rows]
+
+    def lock_guarded(self, account_ids: list[int]) -> list[tuple[int, int, int, int]]:
+        """Lock guarded balance rows in account-id order; return their posted/pending totals."""
+        params = {f"a{i}": a for i, a in enumerate(account_ids)}
+        lock = " FOR UPDATE" if self.postgres else ""  # SQLite: BEGIN IMMEDIATE holds the db
+        return self.run(
+            "SELECT account_id, debits_posted, credits_posted, debits_pending FROM ledger_balances "
+            f"WHERE account_id IN ({_in_list('a', len(account_ids))}) ORDER BY account_id{lock}",
+            params).fetchall()
+
+    def insert_idempotency(self, row: dict) -> bool:
+        """INSERT the record unless its key exists; True if this call inserted it."""
+        params = dict(
+            scope=row["scope"], key=row["key"], fingerprint=row["fingerprint"],
+            transaction_id=self.uuid(row.get("transaction_id")),
+            error_code=row.get("error_code"), error=self.json(row.get("error")),
+            created_at=self.when(row["created_at"]),
+        )
+        cast = "::json" if self.postgres else ""
+        return self.run(
+            "INSERT INTO ledger_idempotency (scope, key, fingerprint, transaction_id, error_code, "
+            "error, created_at) VALUES (%(scope)s, %(key)s, %(fingerprint)s, %(transaction_id)s, "
+            f"%(error_code)s, %(error)s{cast}, %(created_at)s) "
+            "ON CONFLICT (scope, key) DO NOTHING RETURNING scope", params).fetchone() is not None
+
+    def insert_transaction(self, txn: dict) -> None:
+        cast = "::json" if self.postgres else ""
+        self.run(
+            "INSERT INTO ledger_transactions (id, kind, status, reference, meta, created_at, "
+            "expires_at, resolves_id, reverses_id) VALUES (%(id)s, %(kind)s, %(status)s, "
+            f"%(reference)s, %(meta)s{cast}, %(created_at)s, %(expires_at)s, %(resolves_id)s, "
+            "%(reverses_id)s)",
+            dict(id=self.uuid(txn["id"]), kind=txn["kind"], status=txn["status"],
+                 reference=txn["reference"], meta=self.json(txn["meta"]),
+                 created_at=self.when(txn["created_at"]), expires_at=self.when(txn["expires_at"]),
+                 resolves_id=self.uuid(txn["resolves_id"]),
+                 reverses_id=self.uuid(txn["reverses_id"])))
+
+    def insert_postings(self, postings: list[dict]) -> None:
+        """All of a transaction's postings in one multi-row INSERT: one round trip."""
+        values, params = [], {}
+        for i, p in enumerate(postings):
+            values.append(f"(%(t{i})s, %(l{i})s, %(a{i})s, %(s{i})s, %(m{i})s, %(u{i})s)")
+            params.update({f"t{i}": self.uuid(p["transaction_id"]), f"l{i}": p["line"],
+                           f"a{i}": p["account_id"], f"s{i}": p["side"], f"m{i}": p["amount"],
+                           f"u{i}": p["unit"]})
+        self.run("INSERT INTO ledger_postings (transaction_id, line, account_id, side, amount, "
+                 "unit) VALUES " + ", ".join(values), params)
+
+    def add_to_totals(self, rows: list[tuple[int, int, int, int, int, int]]) -> None:
+        """Add (dp, cp, dpend, cpend) to each (account, shard), in the order given."""
+        sql = _for(self.dialect,
+                   "UPDATE ledger_balances SET debits_posted = debits_posted + %(dp)s, "
+                   "credits_posted = credits_posted + %(cp)s, "
+                   "debits_pending = debits_pending + %(dpend)s, "
+                   "credits_pending = credits_pending + %(cpend)s "
+                   "WHERE account_id = %(account)s AND shard = %(shard)s")
+        self.cursor.executemany(sql, [
+            dict(account=a, shard=s, dp=dp, cp=cp, dpend=dpend, cpend=cpend)
+            for a, s, dp, cp, dpend, cpend in rows
+        ])
