@@ -431,10 +431,11 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 10
     Returns how many it expired.
     """
     now = now or utcnow()
-    resolved = select(_TXN.c.resolves_id).where(_TXN.c.resolves_id.is_not(None))
+    resolution = _TXN.alias("resolution")
+    unresolved = ~select(resolution.c.id).where(resolution.c.resolves_id == _TXN.c.id).exists()
     due = session.scalars(
         select(_TXN.c.id)
-        .where(_TXN.c.status == "pending", _TXN.c.expires_at <= now, _TXN.c.id.not_in(resolved))
+        .where(_TXN.c.status == "pending", _TXN.c.expires_at <= now, unresolved)
         .order_by(_TXN.c.expires_at, _TXN.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

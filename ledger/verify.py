@@ -183,6 +183,7 @@ def _check_resolutions(session: Session, report: Report) -> None:
     res = (
         select(reserved.transaction_id.label("pid"), reserved.account_id, reserved.side,
                func.sum(reserved.amount).label("amount"))
+        .where(reserved.transaction_id.in_(select(txn.resolves_id)))
         .group_by(reserved.transaction_id, reserved.account_id, reserved.side)
         .subquery()
     )
@@ -217,6 +218,7 @@ def _check_reversals(session: Session, report: Report) -> None:
     moved = (
         select(Posting.transaction_id.label("oid"), Posting.account_id, Posting.side,
                func.sum(Posting.amount).label("amount"))
+        .where(Posting.transaction_id.in_(select(txn.reverses_id)))
         .group_by(Posting.transaction_id, Posting.account_id, Posting.side)
         .subquery()
     )

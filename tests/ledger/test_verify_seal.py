@@ -115,3 +115,37 @@ def test_sealing_is_incremental_and_chained(session, books):
 def _db_id(session, txn_id):
     # SQLAlchemy's Uuid type stores 32 hex digits on SQLite; native uuid on PostgreSQL.
     return txn_id if session.get_bind().dialect.name == "postgresql" else txn_id.hex
+
+
+def _book_raw(session, status, postings, **links):
+    """Write a transaction past the ledger's code, as a buggy or hostile writer could."""
+    from ledger.models import Posting, Transaction
+    from ledger.types import new_id, utcnow
+
+    txn_id = new_id()
+    session.execute(Transaction.__table__.insert().values(
+        id=txn_id, kind="raw", status=status, created_at=utcnow(), **links))
+    session.execute(Posting.__table__.insert(), [
+        dict(transaction_id=txn_id, line=i, account_id=get_account(session, code).id,
+             side=side, amount=amount, unit="BANKA")
+        for i, (code, side, amount) in enumerate(postings)])
+    return txn_id
+
+
+def test_a_capture_larger_than_its_hold_is_caught(session, books):
+    h = hold(session, [debit(books["member"], 10), credit(books["shop"], 10)], kind="redemption")
+    nested = session.begin_nested()
+    _book_raw(session, "posted", [(books["member"], "D", 11), (books["shop"], "C", 11)],
+              resolves_id=h.id)
+    assert "capture" in _rules(verify(session, check_signatures=False))
+    nested.rollback()
+
+
+def test_reversals_beyond_the_original_are_caught(session, books):
+    nested = session.begin_nested()
+    _book_raw(session, "posted", [(books["member"], "C", 101), (books["shop"], "D", 101)],
+              reverses_id=books["spend"].id)
+    report = verify(session, check_signatures=False)
+    assert "reversal" in _rules(report)
+    assert any("the original moved 100" in p.detail for p in report.problems)
+    nested.rollback()
