@@ -50,8 +50,8 @@ def _unexpected(exc: Exception) -> Response:
 LEDGER_STATUS = {
     "account_not_found": 404,
     "transaction_not_found": 404,
+    # The IETF Idempotency-Key draft: a key reused with another request is 422.
     "idempotency_conflict": 422,
-    "idempotency_race": 409,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .errors import (
@@ -78,14 +79,20 @@ def open_account(
             )
         return _info(existing)
 
-    account = Account(code=code, unit=unit, no_overdraft=no_overdraft, shards=shards)
-    session.add(account)
-    session.flush()
-    session.add_all(
-        AccountBalance(account_id=account.id, shard=s, guarded=no_overdraft)
-        for s in range(shards)
-    )
-    session.flush()
+    try:
+        # A savepoint, so that losing a race to open the same code leaves the caller's
+        # transaction usable: we then return (or refuse) the account that won.
+        with session.begin_nested():
+            account = Account(code=code, unit=unit, no_overdraft=no_overdraft, shards=shards)
+            session.add(account)
+            session.flush()
+            session.add_all(
+                AccountBalance(account_id=account.id, shard=s, guarded=no_overdraft)
+                for s in range(shards)
+            )
+            session.flush()
+    except IntegrityError:
+        return open_account(session, code, unit, no_overdraft=no_overdraft, shards=shards)
     return _info(account)
 
 
@@ -109,10 +116,29 @@ def load_accounts(session: Session, codes) -> dict[str, AccountInfo]:
 
 
 def _set_flag(session: Session, code: str, **values) -> AccountInfo:
-    get_account(session, code)
-    session.execute(update(Account).where(Account.code == code).values(**values))
+    """Change frozen/closed on the account and on every shard, under the shards' locks.
+
+    Taking the shard locks (in shard order) orders the change against in-flight
+    bookings: one that already wrote a shard commits first; one that has not yet will
+    see the new flag when its UPDATE re-checks the row.
+    """
+    info = get_account(session, code)
+    _lock_shards(session, info.id)
+    session.execute(update(Account).where(Account.id == info.id).values(**values))
+    session.execute(update(AccountBalance).where(AccountBalance.account_id == info.id)
+                    .values(**values))
     session.expire_all()
     return get_account(session, code)
+
+
+def _lock_shards(session: Session, account_id: int) -> list[AccountBalance]:
+    return session.scalars(
+        select(AccountBalance)
+        .where(AccountBalance.account_id == account_id)
+        .order_by(AccountBalance.shard)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
 
 
 def freeze_account(session: Session, code: str) -> AccountInfo:
@@ -128,12 +154,7 @@ def close_account(session: Session, code: str) -> AccountInfo:
     """Close an account for good. It must be empty: zero balance, nothing pending."""
     info = get_account(session, code)
     # Lock every shard (in shard order) so no booking lands between check and close.
-    shards = session.scalars(
-        select(AccountBalance)
-        .where(AccountBalance.account_id == info.id)
-        .order_by(AccountBalance.shard)
-        .with_for_update()
-    ).all()
+    shards = _lock_shards(session, info.id)
     dp = sum(s.debits_posted for s in shards)
     cp = sum(s.credits_posted for s in shards)
     dpend = sum(s.debits_pending for s in shards)

@@ -22,6 +22,7 @@ record of that refusal; the unit of work commits it and re-raises (see
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import uuid
 from collections import defaultdict
@@ -37,6 +38,9 @@ from .errors import (
     AccountClosed,
     AccountFrozen,
     CaptureExceedsPending,
+    ConcurrentChange,
+    HoldNotExpired,
+    InvalidMetadata,
     InsufficientFunds,
     InvalidPosting,
     LedgerError,
@@ -205,16 +209,25 @@ def _release(plan: _Plan, pending_postings, accounts_by_id) -> None:
 
 # --- step 3: guards ----------------------------------------------------------------------
 
+def _takes_amounts(d: list[int]) -> bool:
+    return d[0] > 0 or d[1] > 0 or d[2] > 0 or d[3] > 0
+
+
 def _lock_and_check_guards(session: Session, plan: _Plan) -> None:
+    """Lock the guarded rows in account order, then re-check flags and guards under lock."""
     guarded = sorted(a for a in plan.deltas if plan.accounts[a].no_overdraft)
     if not guarded:
         return
-    for account_id, dp, cp, dpend in Sql(session).lock_guarded(guarded):
+    for account_id, dp, cp, dpend, frozen, closed in Sql(session).lock_balances(guarded):
         d = plan.deltas[account_id]
+        code = plan.accounts[account_id].code
+        if _takes_amounts(d) and (frozen or closed):
+            error = AccountClosed if closed else AccountFrozen
+            raise error(f"account {code!r} is {'closed' if closed else 'frozen'}",
+                        field="postings", account=code)
         available = cp - dp - dpend
         after = (cp + d[1]) - (dp + d[0]) - (dpend + d[2])
         if after < 0 and after < available:
-            code = plan.accounts[account_id].code
             raise InsufficientFunds(
                 f"account {code!r} has {available} available, the booking needs "
                 f"{available - after}",
@@ -232,9 +245,16 @@ def _execute(session, operation: str, request: dict, key, now, make_plan) -> Tra
     except LedgerError as err:
         if key is None:
             raise
-        earlier = idem.record_refusal(session, key, fp, err, now)
+        # The first answer for a key is the answer: a retry of a request that succeeded
+        # gets its transaction even if it would be refused now.
+        earlier = idem.lookup(session, key)
+        if earlier is None:
+            earlier = idem.record_refusal(session, key, fp, err, now)
         if earlier is not None:
             return _replay(session, earlier, fp, key)
+        # Recorded in this session; the unit of work rolls back whatever else the work
+        # wrote and records the refusal again on its own (see ledger.unit_of_work).
+        err.refusal = (key, fp, now)
         raise
     if key is not None:
         earlier = idem.claim(session, key, fp, plan.txn["id"], now)
@@ -275,7 +295,11 @@ def _write(session: Session, plan: _Plan) -> None:
             row[3] += cpend
     if rows:
         # Sorted: row locks are always taken in (account, shard) order.
-        sql.add_to_totals([(a, s, *d) for (a, s), d in sorted(rows.items())])
+        updated = sql.add_to_totals([(a, s, *d) for (a, s), d in sorted(rows.items())])
+        if updated != len(rows):
+            raise ConcurrentChange(
+                f"{len(rows) - updated} balance row(s) of transaction {plan.txn['id']} "
+                "were frozen, closed or missing when written; roll back and retry")
 
 
 def _record_from_plan(plan: _Plan) -> TransactionRecord:
@@ -312,13 +336,17 @@ def _book_new(session, entries, status, *, kind, idempotency, reference, metadat
               expires_at=None):
     entries = _normalise(entries)
     _check_kind(kind)
-    now = now or utcnow()
-    if expires_at is not None and expires_at <= now:
-        raise InvalidPosting("expires_at must be in the future", field="expires_at")
+    _check_reference(reference)
+    _check_metadata(metadata)
+    now = _check_time(now or utcnow(), "now")
+    if expires_at is not None:
+        _check_time(expires_at, "expires_at")
     request = _request(entries, kind=kind, status=status, reference=reference,
                        metadata=metadata, expires_at=expires_at)
 
     def make_plan():
+        if expires_at is not None and expires_at <= now:
+            raise InvalidPosting("expires_at must be in the future", field="expires_at")
         accounts = load_accounts(session, {e.account for e in entries})
         _check_accounts(entries, accounts)
         return _new_plan(entries, accounts, status=status, kind=kind, reference=reference,
@@ -336,7 +364,9 @@ def capture(session: Session, pending_id: uuid.UUID, entries=None, *, idempotenc
     released.
     """
     entries = _normalise(entries) if entries is not None else None
-    now = now or utcnow()
+    pending_id = _as_id(pending_id, "pending_id")
+    _check_metadata(metadata)
+    now = _check_time(now or utcnow(), "now")
     request = _request(entries, pending_id=pending_id, metadata=metadata, full=entries is None)
 
     def make_plan():
@@ -363,13 +393,17 @@ def capture(session: Session, pending_id: uuid.UUID, entries=None, *, idempotenc
 def void(session: Session, pending_id: uuid.UUID, *, idempotency=None, kind: str = "void",
          metadata=None, now: datetime | None = None) -> TransactionRecord:
     """Release a pending transaction without posting anything."""
-    now = now or utcnow()
+    pending_id = _as_id(pending_id, "pending_id")
+    _check_kind(kind)
+    _check_metadata(metadata)
+    now = _check_time(now or utcnow(), "now")
     request = {"pending_id": pending_id, "kind": kind, "metadata": metadata}
 
     def make_plan():
         pending, lines = _lock_pending(session, pending_id, now, capturing=False)
         if kind == "expiry" and (pending.expires_at is None or pending.expires_at > now):
-            raise NotPending(f"transaction {pending_id} has not expired", field="pending_id")
+            raise HoldNotExpired(f"transaction {pending_id} has not expired",
+                                 field="pending_id")
         accounts = load_accounts(session, {l.account for l in lines})
         plan = _new_plan((), accounts, status="voided", kind=kind, reference=pending.reference,
                          metadata=metadata, now=now, resolves_id=pending.id)
@@ -388,8 +422,11 @@ def reverse(session: Session, original_id: uuid.UUID, entries=None, *, idempoten
     reversals of one transaction, no line is reversed by more than it moved.
     """
     entries = _normalise(entries) if entries is not None else None
+    original_id = _as_id(original_id, "original_id")
     _check_kind(kind)
-    now = now or utcnow()
+    _check_reference(reference)
+    _check_metadata(metadata)
+    now = _check_time(now or utcnow(), "now")
     request = _request(entries, original_id=original_id, kind=kind, reference=reference,
                        metadata=metadata, full=entries is None)
 
@@ -440,6 +477,17 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 10
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    if due:
+        # Each void locks its own guarded rows; voiding many holds in one transaction
+        # would take those locks out of account order and could deadlock with ordinary
+        # bookings. So lock every guarded row the batch will touch first, in order.
+        guarded = session.scalars(
+            select(Account.id).distinct()
+            .join(_POSTING, _POSTING.c.account_id == Account.id)
+            .where(_POSTING.c.transaction_id.in_(due), Account.no_overdraft)
+        ).all()
+        if guarded:
+            Sql(session).lock_balances(sorted(guarded))
     count = 0
     for pending_id in due:
         try:
@@ -488,6 +536,43 @@ def _aware(value):
 def _check_kind(kind) -> None:
     if not isinstance(kind, str) or not 1 <= len(kind) <= 40:
         raise InvalidPosting("kind must be 1-40 characters", field="kind")
+
+
+def _check_reference(reference) -> None:
+    if reference is not None and (not isinstance(reference, str) or not 1 <= len(reference) <= 200):
+        raise InvalidPosting("reference must be 1-200 characters", field="reference")
+
+
+MAX_METADATA_BYTES = 4096
+
+
+def _check_metadata(metadata) -> None:
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise InvalidMetadata("metadata must be a JSON object", field="metadata")
+    try:
+        size = len(json.dumps(metadata, allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidMetadata(f"metadata must be plain JSON: {exc}", field="metadata") from exc
+    if size > MAX_METADATA_BYTES:
+        raise InvalidMetadata(f"metadata is {size} bytes, at most {MAX_METADATA_BYTES}",
+                              field="metadata")
+
+
+def _check_time(value, field: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidPosting(f"{field} must be a timezone-aware datetime", field=field)
+    return value
+
+
+def _as_id(value, field: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise InvalidPosting(f"{field} is not a transaction id", field=field) from exc
 
 
 def _lock_transaction(session: Session, transaction_id):

@@ -12,6 +12,10 @@ class LedgerError(Exception):
     """Root of every error the ledger raises on purpose."""
 
     code = "ledger_error"
+    #: True when raised again from a stored idempotency record, not met just now.
+    replayed = False
+    #: (key, fingerprint, time) while the refusal's idempotency record is still to keep.
+    refusal = None
 
     def __init__(self, message: str, *, field: str | None = None, **details):
         super().__init__(message)
@@ -142,17 +146,33 @@ class IdempotencyConflict(LedgerError):
     code = "idempotency_conflict"
 
 
-class IdempotencyRace(LedgerError):
-    """Another request with the same key committed first; retry to read its outcome.
+class InvalidIdempotencyKey(LedgerError):
+    """An idempotency key has a scope of 1-100 and a key of 1-200 characters."""
 
-    Raised only when the caller's own database transaction must be rolled back before the
-    stored outcome can be returned (the race is resolved by :func:`ledger.retry.run`).
-    """
+    code = "invalid_idempotency_key"
 
-    code = "idempotency_race"
+
+class HoldNotExpired(LedgerError):
+    """A pending transaction is voided as expired only once its expiry has passed."""
+
+    code = "hold_not_expired"
+
+
+class InvalidMetadata(LedgerError):
+    """Metadata is a JSON object of strings, numbers, booleans, nulls, lists and objects."""
+
+    code = "invalid_metadata"
 
 
 class SealBroken(LedgerError):
     """Sealed blocks form an unbroken, correctly signed hash chain."""
 
     code = "seal_broken"
+
+
+class ConcurrentChange(Exception):
+    """An account changed (frozen, closed) between the checks and the writes of a booking.
+
+    Not a refusal: the session holds partial writes and must be rolled back; the unit
+    of work does so and runs the work again, which then meets the clean refusal.
+    """

@@ -18,7 +18,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,17 +42,29 @@ class IdempotencyKey:
 
     def __post_init__(self):
         if not isinstance(self.scope, str) or not 1 <= len(self.scope) <= 100:
-            raise errors.InvalidPosting("idempotency scope must be 1-100 characters", field="scope")
+            raise errors.InvalidIdempotencyKey("idempotency scope must be 1-100 characters",
+                                               field="scope")
         if not isinstance(self.key, str) or not 1 <= len(self.key) <= 200:
-            raise errors.InvalidPosting(
+            raise errors.InvalidIdempotencyKey(
                 "idempotency key must be 1-200 characters", field="idempotency_key"
             )
+
+
+def _canonical(value):
+    # The same instant in another timezone, or an id as text or as UUID, is the same
+    # request. Anything else that is not JSON was refused before we got here.
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} in an idempotent request")
 
 
 def fingerprint(operation: str, request: dict) -> str:
     """SHA-256 of the request in canonical JSON: what "the same request" means."""
     body = json.dumps(
-        {"operation": operation, **request}, sort_keys=True, separators=(",", ":"), default=str
+        {"operation": operation, **request}, sort_keys=True, separators=(",", ":"),
+        default=_canonical,
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -90,7 +102,11 @@ def record_refusal(
 
 
 def lookup(session: Session, key: IdempotencyKey) -> IdempotencyRecord | None:
-    return session.get(IdempotencyRecord, (key.scope, key.key))
+    return session.scalar(
+        select(IdempotencyRecord)
+        .where(IdempotencyRecord.scope == key.scope, IdempotencyRecord.key == key.key)
+        .execution_options(populate_existing=True)
+    )
 
 
 def _existing(session: Session, key: IdempotencyKey) -> IdempotencyRecord:

@@ -102,6 +102,11 @@ class AccountBalance(Base):
     # A copy of the account's no_overdraft flag, which never changes, so that the
     # CHECK above can see it in the same row.
     guarded: Mapped[bool] = mapped_column(default=False)
+    # Copies of the account's frozen/closed flags, changed together with it under this
+    # row's lock. A booking's UPDATE of the totals re-checks them in its WHERE clause, so
+    # a freeze or close that commits while the booking is in flight cannot be missed.
+    frozen: Mapped[bool] = mapped_column(default=False)
+    closed: Mapped[bool] = mapped_column(default=False)
     debits_posted: Mapped[int] = mapped_column(BigInt, default=0)
     credits_posted: Mapped[int] = mapped_column(BigInt, default=0)
     debits_pending: Mapped[int] = mapped_column(BigInt, default=0)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from .models import Block, BlockEntry, Posting, Transaction
+from .models import Account, Block, BlockEntry, Posting, Transaction
 from .types import utcnow
 
 GENESIS = "0" * 64
@@ -47,7 +47,8 @@ def transaction_digest(txn, postings) -> str:
         _iso(txn.created_at), _iso(txn.expires_at),
         str(txn.resolves_id) if txn.resolves_id else None,
         str(txn.reverses_id) if txn.reverses_id else None,
-        [[p.line, p.account_id, p.side, p.amount, p.unit] for p in postings],
+        [[p.line, p.account_id, p.code, p.account_unit, p.side, p.amount, p.unit]
+         for p in postings],
     ]
     data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(data.encode()).hexdigest()
@@ -63,8 +64,12 @@ def block_hash(height: int, prev_hash: str, digests: list[str]) -> str:
 def _digests(session: Session, txn_rows) -> list[str]:
     ids = [t.id for t in txn_rows]
     lines: dict = {i: [] for i in ids}
+    # The account's code and unit are sealed with each posting: renaming or swapping
+    # accounts behind the ledger's back moves money as surely as editing an amount.
     for p in session.execute(
-        select(_POSTING).where(_POSTING.c.transaction_id.in_(ids))
+        select(_POSTING, Account.code, Account.unit.label("account_unit"))
+        .join(Account, Account.id == _POSTING.c.account_id)
+        .where(_POSTING.c.transaction_id.in_(ids))
         .order_by(_POSTING.c.transaction_id, _POSTING.c.line)
     ):
         lines[p.transaction_id].append(p)
@@ -122,12 +127,23 @@ def seal(session: Session, private_key: Ed25519PrivateKey, *, block_size: int = 
     return sealed
 
 
-def verify_chain(session: Session, public_keys: list[Ed25519PublicKey] | None) -> list[str]:
+def verify_chain(session: Session, public_keys: list[Ed25519PublicKey] | None,
+                 tip: tuple[int, str] | None = None) -> list[str]:
     """Recompute every block; return a description of each break found.
 
     With ``public_keys`` None, signatures are not checked (the hash chain still is).
+    ``tip`` is a (height, hash) recorded outside the database when it was sealed (``ledger
+    seal`` prints it): without it, someone able to delete the newest blocks could edit
+    what they sealed and leave it looking merely unsealed.
     """
     problems: list[str] = []
+    if tip is not None:
+        height, digest = tip
+        found = session.scalar(select(Block.hash).where(Block.height == height))
+        if found is None:
+            problems.append(f"block {height}, recorded as the tip, is missing")
+        elif found != digest:
+            problems.append(f"block {height} has hash {found}, the recorded tip says {digest}")
     keys = {key_id(k): k for k in public_keys or []}
     prev = GENESIS
     expected_height = 0

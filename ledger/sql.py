@@ -77,14 +77,18 @@ class Sql:
             f"WHERE code IN ({_in_list('c', len(codes))})", params).fetchall()
         return [(r[0], r[1], r[2], bool(r[3]), bool(r[4]), bool(r[5]), r[6]) for r in rows]
 
-    def lock_guarded(self, account_ids: list[int]) -> list[tuple[int, int, int, int]]:
-        """Lock guarded balance rows in account-id order; return their posted/pending totals."""
+    def lock_balances(self, account_ids: list[int]) -> list[tuple]:
+        """Lock balance rows in (account, shard) order and return them.
+
+        Rows: (account_id, debits_posted, credits_posted, debits_pending, frozen, closed).
+        """
         params = {f"a{i}": a for i, a in enumerate(account_ids)}
         lock = " FOR UPDATE" if self.postgres else ""  # SQLite: BEGIN IMMEDIATE holds the db
-        return self.run(
-            "SELECT account_id, debits_posted, credits_posted, debits_pending FROM ledger_balances "
-            f"WHERE account_id IN ({_in_list('a', len(account_ids))}) ORDER BY account_id{lock}",
-            params).fetchall()
+        rows = self.run(
+            "SELECT account_id, debits_posted, credits_posted, debits_pending, frozen, closed "
+            f"FROM ledger_balances WHERE account_id IN ({_in_list('a', len(account_ids))}) "
+            f"ORDER BY account_id, shard{lock}", params).fetchall()
+        return [(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5])) for r in rows]
 
     def insert_idempotency(self, row: dict) -> bool:
         """INSERT the record unless its key exists; True if this call inserted it."""
@@ -125,13 +129,22 @@ class Sql:
         self.run("INSERT INTO ledger_postings (transaction_id, line, account_id, side, amount, "
                  "unit) VALUES " + ", ".join(values), params)
 
-    def add_to_totals(self, rows: list[tuple[int, int, int, int, int, int]]) -> None:
-        """Add (dp, cp, dpend, cpend) to each (account, shard), in the order given."""
-        self.run("UPDATE ledger_balances SET debits_posted = debits_posted + %(dp)s, "
-                 "credits_posted = credits_posted + %(cp)s, "
-                 "debits_pending = debits_pending + %(dpend)s, "
-                 "credits_pending = credits_pending + %(cpend)s "
-                 "WHERE account_id = %(account)s AND shard = %(shard)s", [
-                     dict(account=a, shard=s, dp=dp, cp=cp, dpend=dpend, cpend=cpend)
-                     for a, s, dp, cp, dpend, cpend in rows
-                 ])
+    def add_to_totals(self, rows: list[tuple[int, int, int, int, int, int]]) -> int:
+        """Add (dp, cp, dpend, cpend) to each (account, shard), in the order given.
+
+        A row that takes new amounts is only updated while its account is neither frozen
+        nor closed; a row that only gives back a hold's reservation always is. Returns how
+        many rows were updated: fewer than given means an account changed under us.
+        """
+        result = self.run(
+            "UPDATE ledger_balances SET debits_posted = debits_posted + %(dp)s, "
+            "credits_posted = credits_posted + %(cp)s, "
+            "debits_pending = debits_pending + %(dpend)s, "
+            "credits_pending = credits_pending + %(cpend)s "
+            "WHERE account_id = %(account)s AND shard = %(shard)s "
+            "AND (%(release)s OR NOT (frozen OR closed))", [
+                dict(account=a, shard=s, dp=dp, cp=cp, dpend=dpend, cpend=cpend,
+                     release=dp == 0 and cp == 0 and dpend <= 0 and cpend <= 0)
+                for a, s, dp, cp, dpend, cpend in rows
+            ])
+        return result.rowcount

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from .errors import InvalidAmount, InvalidUnit
 
-#: The largest single amount the ledger accepts. Running totals are BIGINT
-#: (9.2e18), so this leaves room for millions of maximal postings per account
-#: before any total could overflow, and it catches "absurdly large" input early.
-MAX_AMOUNT = 10**15
+#: The largest single amount the ledger accepts: 10^12 minor units (ten billion yuan in
+#: fen, a trillion points). Running totals are BIGINT (9.2e18), so an account can take
+#: over nine million maximal postings before a total could overflow, and "absurdly
+#: large" input is refused with a clear error rather than met by an overflow.
+MAX_AMOUNT = 10**12
 
 # ISO 4217 active codes with their minor-unit exponent. Kept to the currencies a
 # clearing house in the region settles in plus the majors; add rows as partners need.

@@ -53,7 +53,8 @@ def _signed():
     return case((Posting.side == "D", Posting.amount), else_=-Posting.amount)
 
 
-def verify(session: Session, *, public_keys=None, check_signatures: bool = True) -> Report:
+def verify(session: Session, *, public_keys=None, check_signatures: bool = True,
+           tip: tuple[int, str] | None = None) -> Report:
     report = Report()
     report.counts = {
         "accounts": session.scalar(select(func.count()).select_from(Account)),
@@ -64,10 +65,11 @@ def verify(session: Session, *, public_keys=None, check_signatures: bool = True)
     }
     _check_balanced(session, report)
     _check_totals(session, report)
+    _check_shards(session, report)
     _check_guards(session, report)
     _check_resolutions(session, report)
     _check_reversals(session, report)
-    for detail in verify_chain(session, public_keys if check_signatures else None):
+    for detail in verify_chain(session, public_keys if check_signatures else None, tip):
         report.add("seal", detail)
     return report
 
@@ -134,11 +136,11 @@ def _check_totals(session: Session, report: Report) -> None:
     )
     expected = _expected_totals()
     cols = ("dp", "cp", "dpend", "cpend")
-    mismatch = [actual.c[c] != func.coalesce(expected.c[c], 0) for c in cols]
+    mismatch = [func.coalesce(actual.c[c], 0) != func.coalesce(expected.c[c], 0) for c in cols]
     rows = session.execute(
-        select(Account.code, *(actual.c[c] for c in cols),
+        select(Account.code, *(func.coalesce(actual.c[c], 0) for c in cols),
                *(func.coalesce(expected.c[c], 0) for c in cols))
-        .join(actual, actual.c.account_id == Account.id)
+        .outerjoin(actual, actual.c.account_id == Account.id)
         .outerjoin(expected, expected.c.account_id == Account.id)
         .where(mismatch[0] | mismatch[1] | mismatch[2] | mismatch[3])
     )
@@ -152,13 +154,39 @@ def _check_totals(session: Session, report: Report) -> None:
     _emit(report, "totals", rows, describe)
 
 
+def _check_shards(session: Session, report: Report) -> None:
+    """Every account has exactly its shards, each mirroring its guard and flags."""
+    shard_rows = (
+        select(AccountBalance.account_id, func.count().label("n"),
+               func.min(case((AccountBalance.guarded == Account.no_overdraft, 1), else_=0))
+               .label("guard_ok"),
+               func.min(case((and_(AccountBalance.frozen == Account.frozen,
+                                   AccountBalance.closed == Account.closed), 1), else_=0))
+               .label("flags_ok"),
+               func.min(AccountBalance.shard).label("lo"), func.max(AccountBalance.shard).label("hi"))
+        .join(Account, Account.id == AccountBalance.account_id)
+        .group_by(AccountBalance.account_id)
+        .subquery()
+    )
+    _emit(report, "shards", session.execute(
+        select(Account.code, Account.shards, func.coalesce(shard_rows.c.n, 0).label("n"),
+               shard_rows.c.guard_ok, shard_rows.c.flags_ok)
+        .outerjoin(shard_rows, shard_rows.c.account_id == Account.id)
+        .where((func.coalesce(shard_rows.c.n, 0) != Account.shards)
+               | (shard_rows.c.lo != 0) | (shard_rows.c.hi != Account.shards - 1)
+               | (shard_rows.c.guard_ok == 0) | (shard_rows.c.flags_ok == 0))
+    ), lambda r: f"account {r.code} should have {r.shards} balance row(s) mirroring its guard "
+                 f"and flags; it has {r.n}"
+                 + ("" if r.n == 0 or (r.guard_ok and r.flags_ok) else ", not mirroring them"))
+
+
 def _check_guards(session: Session, report: Report) -> None:
     available = (AccountBalance.credits_posted - AccountBalance.debits_posted
                  - AccountBalance.debits_pending)
     _emit(report, "guard", session.execute(
         select(Account.code, available.label("available"))
         .join(Account, Account.id == AccountBalance.account_id)
-        .where(AccountBalance.guarded, available < 0)
+        .where(Account.no_overdraft | AccountBalance.guarded, available < 0)
     ), lambda r: f"no-overdraft account {r.code} is overdrawn: available {r.available}")
 
 

@@ -145,6 +145,8 @@ def upgrade() -> None:
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('shard', sa.SmallInteger(), nullable=False),
     sa.Column('guarded', sa.Boolean(), nullable=False),
+    sa.Column('frozen', sa.Boolean(), nullable=False),
+    sa.Column('closed', sa.Boolean(), nullable=False),
     sa.Column('debits_posted', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('credits_posted', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('debits_pending', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),

@@ -21,6 +21,7 @@ from ledger import (
 from ledger.errors import (
     AccountFrozen,
     CaptureExceedsPending,
+    HoldNotExpired,
     InsufficientFunds,
     NotPending,
     PendingExpired,
@@ -143,7 +144,7 @@ def test_void_by_expiry_kind_only_after_expiry(session, pos):
     now = utcnow()
     h = hold(session, [debit(member, 5), credit(till, 5)], kind="redemption",
              expires_at=now + timedelta(minutes=1), now=now)
-    with pytest.raises(NotPending):
+    with pytest.raises(HoldNotExpired):
         void(session, h.id, kind="expiry", now=now)
 
 

@@ -6,7 +6,12 @@ import pytest
 from sqlalchemy import func, select
 
 from ledger import IdempotencyKey, balance, capture, credit, debit, hold, post, reverse, void
-from ledger.errors import IdempotencyConflict, InsufficientFunds, InvalidPosting, NotPending
+from ledger.errors import (
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidIdempotencyKey,
+    NotPending,
+)
 from ledger.models import IdempotencyRecord, Transaction
 from tests.factories import funded_member
 
@@ -91,7 +96,7 @@ def test_two_phase_and_reversal_operations_are_idempotent(session):
 
 
 def test_malformed_key_is_refused():
-    with pytest.raises(InvalidPosting):
+    with pytest.raises(InvalidIdempotencyKey):
         IdempotencyKey("bank-a", "")
-    with pytest.raises(InvalidPosting):
+    with pytest.raises(InvalidIdempotencyKey):
         IdempotencyKey("bank-a", "x" * 201)

@@ -141,3 +141,66 @@ def test_sqlite_writers_in_separate_processes(tmp_path, file_sessions):
         assert p.returncode == 0, err.decode()
     with file_sessions() as s:
         assert balance(s, "m").posted == 120
+
+
+def test_a_refusal_undoes_the_whole_unit_of_work_but_keeps_its_record(file_sessions):
+    # Points and money of one operation are booked by two calls; the money leg is
+    # refused, so the points leg must not survive either.
+    _accounts(file_sessions, funded=100)
+    run(file_sessions, lambda s: open_account(s, "bank", "CNY", no_overdraft=True)
+        and open_account(s, "shop", "CNY"))
+    key = IdempotencyKey("op", "redeem-1")
+
+    def redeem(s):
+        post(s, [debit("m", 50), credit("p", 50)], kind="redemption")
+        post(s, [debit("bank", 500), credit("shop", 500)], kind="redemption", idempotency=key)
+
+    with pytest.raises(InsufficientFunds):
+        run(file_sessions, redeem)
+    with file_sessions() as s:
+        assert balance(s, "m").posted == 100
+    with pytest.raises(InsufficientFunds) as err:
+        run(file_sessions, lambda s: post(s, [debit("bank", 500), credit("shop", 500)],
+                                          kind="redemption", idempotency=key))
+    assert err.value.replayed
+
+
+class _LostAck(Exception):
+    sqlstate = None
+
+
+def _commit_then_lose_the_ack(monkeypatch):
+    """Make the first COMMIT happen and then report a dropped connection."""
+    from sqlalchemy.orm import Session
+
+    real, calls = Session.commit, []
+
+    def commit(self):
+        real(self)
+        if not calls:
+            calls.append(1)
+            raise OperationalError("COMMIT", {}, _LostAck("server closed the connection"),
+                                   connection_invalidated=True)
+
+    monkeypatch.setattr(Session, "commit", commit)
+
+
+def test_a_lost_commit_acknowledgement_is_not_retried_blindly(file_sessions, monkeypatch):
+    _accounts(file_sessions)
+    _commit_then_lose_the_ack(monkeypatch)
+    with pytest.raises(OperationalError):
+        run(file_sessions, lambda s: post(s, [debit("p", 5), credit("m", 5)], kind="issue"),
+            sleep=lambda attempt: None)
+    with file_sessions() as s:
+        assert balance(s, "m").posted == 5  # booked once; the caller was told it is unsure
+
+
+def test_idempotent_work_is_retried_after_a_lost_acknowledgement(file_sessions, monkeypatch):
+    _accounts(file_sessions)
+    _commit_then_lose_the_ack(monkeypatch)
+    txn = run(file_sessions, lambda s: post(s, [debit("p", 5), credit("m", 5)], kind="issue",
+                                            idempotency=IdempotencyKey("t", "ack-1")),
+              idempotent=True, sleep=lambda attempt: None)
+    assert txn.replayed
+    with file_sessions() as s:
+        assert balance(s, "m").posted == 5

@@ -149,3 +149,42 @@ def test_reversals_beyond_the_original_are_caught(session, books):
     assert "reversal" in _rules(report)
     assert any("the original moved 100" in p.detail for p in report.problems)
     nested.rollback()
+
+
+def test_swapping_account_codes_after_sealing_is_caught(session, books):
+    seal(session, KEY)
+    nested = session.begin_nested()
+    _disable_append_only(session)
+    session.execute(text("UPDATE ledger_accounts SET code = 'tmp' WHERE code = :a"),
+                    {"a": books["member"]})
+    session.execute(text("UPDATE ledger_accounts SET code = :a WHERE code = :b"),
+                    {"a": books["member"], "b": books["shop"]})
+    session.execute(text("UPDATE ledger_accounts SET code = :b WHERE code = 'tmp'"),
+                    {"b": books["shop"]})
+    assert "seal" in _rules(verify(session, check_signatures=False))
+    nested.rollback()
+
+
+def test_a_missing_balance_row_is_caught(session, books):
+    account_id = get_account(session, books["member"]).id
+    nested = session.begin_nested()
+    session.execute(text("DELETE FROM ledger_balances WHERE account_id = :a"), {"a": account_id})
+    report = verify(session, check_signatures=False)
+    assert {"totals", "shards"} <= _rules(report)
+    nested.rollback()
+
+
+def test_a_recorded_tip_catches_deleted_blocks(session, books):
+    blocks = seal(session, KEY, block_size=2)
+    tip = (blocks[-1].height, blocks[-1].hash)
+    assert verify_chain(session, [KEY.public_key()], tip) == []
+    nested = session.begin_nested()
+    _disable_append_only(session)
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("DROP TRIGGER ledger_block_entries_no_delete"))
+        session.execute(text("DROP TRIGGER ledger_blocks_no_delete"))
+    session.execute(text("DELETE FROM ledger_block_entries WHERE height = :h"), {"h": tip[0]})
+    session.execute(text("DELETE FROM ledger_blocks WHERE height = :h"), {"h": tip[0]})
+    assert verify_chain(session, [KEY.public_key()]) == []  # looks merely unsealed...
+    assert "missing" in verify_chain(session, [KEY.public_key()], tip)[0]  # ...but not to this
+    nested.rollback()
