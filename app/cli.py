@@ -113,7 +113,10 @@ def _private_key():
               help="PEM public key to check seal signatures with "
                    "(default: derived from the platform signing key).")
 @click.option("--no-signatures", is_flag=True, help="Check the hash chain but not signatures.")
-def ledger_verify(public_key_path, no_signatures):
+@click.option("--tip", metavar="HEIGHT:HASH", default=None,
+              help="The tip `ledger seal` printed, kept outside the database: catches "
+                   "deleted newest blocks.")
+def ledger_verify(public_key_path, no_signatures, tip):
     """Check every rule of the books; exit 1 and list what is wrong if any is broken.
 
     Every transaction balances per unit, every account's running totals equal its
@@ -125,9 +128,17 @@ def ledger_verify(public_key_path, no_signatures):
     if not no_signatures:
         keys = [signing.load_public_key(public_key_path) if public_key_path
                 else _private_key().public_key()]
+    expected_tip = None
+    if tip:
+        height, _, digest = tip.partition(":")
+        if not height.isdigit() or len(digest) != 64:
+            raise click.BadParameter("expected HEIGHT:HASH as printed by `ledger seal`",
+                                     param_hint="--tip")
+        expected_tip = (int(height), digest)
     session = db.session_factory()()
     try:
-        report = verify(session, public_keys=keys, check_signatures=not no_signatures)
+        report = verify(session, public_keys=keys, check_signatures=not no_signatures,
+                        tip=expected_tip)
     finally:
         session.close()
     counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
@@ -163,6 +174,9 @@ def ledger_seal(block_size, max_blocks):
             break
     if total == 0:
         click.echo("nothing to seal")
+    else:
+        click.echo(f"tip {block.height}:{block.hash}  (keep it outside the database; "
+                   "`ledger verify --tip` checks it)")
 
 
 @ledger_cli.command("expire-holds")

@@ -61,9 +61,15 @@ def test_seal_then_verify_ok(app):
     assert result.exit_code == 0, result.output
     assert result.output.count("sealed block") == 3
     assert "nothing to seal" in runner.invoke(args=["ledger", "seal"]).output
-    result = runner.invoke(args=["ledger", "verify"])
+    tip = result.output.split("tip ")[1].split()[0]
+    result = runner.invoke(args=["ledger", "verify", "--tip", tip])
     assert result.exit_code == 0, result.output
     assert "ledger OK" in result.output and "5 transactions" in result.output
+    wrong = tip.split(":")[0] + ":" + "0" * 64
+    result = runner.invoke(args=["ledger", "verify", "--tip", wrong])
+    assert result.exit_code == 1 and "recorded tip" in result.output
+    result = runner.invoke(args=["ledger", "verify", "--tip", "nonsense"])
+    assert result.exit_code == 2 and "HEIGHT:HASH" in result.output
 
 
 def test_verify_exits_nonzero_with_a_readable_report(app, tmp_path):
