@@ -48,6 +48,8 @@ def make_engine(url: str, **options) -> Engine:
     # the pool fails its first statement, the pool invalidates it, and the unit of work
     # retries the transaction on a fresh one (same idempotency key).
     options.setdefault("pool_recycle", 3600)
+    # LIFO: the connection used last (warm caches, prepared statements) is reused first.
+    options.setdefault("pool_use_lifo", True)
     return create_engine(url, **options)
 
 

@@ -103,12 +103,12 @@ def get_account(session: Session, code: str) -> AccountInfo:
     return _info(account)
 
 
-def load_accounts(session: Session, codes) -> dict[str, AccountInfo]:
+def load_accounts(session: Session, codes, *, sql=None) -> dict[str, AccountInfo]:
     """Load the accounts named by ``codes`` in one query; raise if any is missing."""
     from .sql import Sql  # the booking hot path's statements
 
     codes = sorted(set(codes))
-    found = {row[1]: AccountInfo(*row) for row in Sql(session).accounts(codes)}
+    found = {row[1]: AccountInfo(*row) for row in (sql or Sql(session)).accounts(codes)}
     missing = [c for c in codes if c not in found]
     if missing:
         raise AccountNotFound(f"no account {missing[0]!r}", field="account", missing=missing)

@@ -213,12 +213,12 @@ def _takes_amounts(d: list[int]) -> bool:
     return d[0] > 0 or d[1] > 0 or d[2] > 0 or d[3] > 0
 
 
-def _lock_and_check_guards(session: Session, plan: _Plan) -> None:
+def _lock_and_check_guards(sql: Sql, plan: _Plan) -> None:
     """Lock the guarded rows in account order, then re-check flags and guards under lock."""
     guarded = sorted(a for a in plan.deltas if plan.accounts[a].no_overdraft)
     if not guarded:
         return
-    for account_id, dp, cp, dpend, frozen, closed in Sql(session).lock_balances(guarded):
+    for account_id, dp, cp, dpend, frozen, closed in sql.lock_balances(guarded):
         d = plan.deltas[account_id]
         code = plan.accounts[account_id].code
         if _takes_amounts(d) and (frozen or closed):
@@ -239,9 +239,10 @@ def _lock_and_check_guards(session: Session, plan: _Plan) -> None:
 
 def _execute(session, operation: str, request: dict, key, now, make_plan) -> TransactionRecord:
     fp = idem.fingerprint(operation, request) if key is not None else None
+    sql = Sql(session)
     try:
-        plan = make_plan()
-        _lock_and_check_guards(session, plan)
+        plan = make_plan(sql)
+        _lock_and_check_guards(sql, plan)
     except LedgerError as err:
         if key is None:
             raise
@@ -257,10 +258,10 @@ def _execute(session, operation: str, request: dict, key, now, make_plan) -> Tra
         err.refusal = (key, fp, now)
         raise
     if key is not None:
-        earlier = idem.claim(session, key, fp, plan.txn["id"], now)
+        earlier = idem.claim(session, key, fp, plan.txn["id"], now, sql=sql)
         if earlier is not None:
             return _replay(session, earlier, fp, key)
-    _write(session, plan)
+    _write(sql, plan)
     return _record_from_plan(plan)
 
 
@@ -271,8 +272,7 @@ def _replay(session, record, fp, key) -> TransactionRecord:
     return dataclasses.replace(get_transaction(session, record.transaction_id), replayed=True)
 
 
-def _write(session: Session, plan: _Plan) -> None:
-    sql = Sql(session)
+def _write(sql: Sql, plan: _Plan) -> None:
     sql.insert_transaction(plan.txn)
     if plan.postings:
         sql.insert_postings(plan.postings)
@@ -344,10 +344,10 @@ def _book_new(session, entries, status, *, kind, idempotency, reference, metadat
     request = _request(entries, kind=kind, status=status, reference=reference,
                        metadata=metadata, expires_at=expires_at)
 
-    def make_plan():
+    def make_plan(sql):
         if expires_at is not None and expires_at <= now:
             raise InvalidPosting("expires_at must be in the future", field="expires_at")
-        accounts = load_accounts(session, {e.account for e in entries})
+        accounts = load_accounts(session, {e.account for e in entries}, sql=sql)
         _check_accounts(entries, accounts)
         return _new_plan(entries, accounts, status=status, kind=kind, reference=reference,
                          metadata=metadata, now=now, expires_at=expires_at)
@@ -369,7 +369,7 @@ def capture(session: Session, pending_id: uuid.UUID, entries=None, *, idempotenc
     now = _check_time(now or utcnow(), "now")
     request = _request(entries, pending_id=pending_id, metadata=metadata, full=entries is None)
 
-    def make_plan():
+    def make_plan(sql):
         pending, lines = _lock_pending(session, pending_id, now, capturing=True)
         reserved = _by_account_side(lines)
         chosen = entries or tuple(Entry(code, side, amount)
@@ -379,7 +379,8 @@ def capture(session: Session, pending_id: uuid.UUID, entries=None, *, idempotenc
                 raise CaptureExceedsPending(
                     f"capture of {amount} on {key[0]!r} side {key[1]} exceeds the "
                     f"{reserved.get(key, 0)} reserved", field="postings")
-        accounts = load_accounts(session, {e.account for e in chosen} | {l.account for l in lines})
+        accounts = load_accounts(session, {e.account for e in chosen} | {l.account for l in lines},
+                                 sql=sql)
         _check_accounts(chosen, accounts)
         plan = _new_plan(chosen, accounts, status="posted", kind=pending.kind,
                          reference=pending.reference, metadata=metadata or pending.meta,
@@ -399,12 +400,12 @@ def void(session: Session, pending_id: uuid.UUID, *, idempotency=None, kind: str
     now = _check_time(now or utcnow(), "now")
     request = {"pending_id": pending_id, "kind": kind, "metadata": metadata}
 
-    def make_plan():
+    def make_plan(sql):
         pending, lines = _lock_pending(session, pending_id, now, capturing=False)
         if kind == "expiry" and (pending.expires_at is None or pending.expires_at > now):
             raise HoldNotExpired(f"transaction {pending_id} has not expired",
                                  field="pending_id")
-        accounts = load_accounts(session, {l.account for l in lines})
+        accounts = load_accounts(session, {l.account for l in lines}, sql=sql)
         plan = _new_plan((), accounts, status="voided", kind=kind, reference=pending.reference,
                          metadata=metadata, now=now, resolves_id=pending.id)
         _release(plan, lines, {a.id: a for a in accounts.values()})
@@ -430,7 +431,7 @@ def reverse(session: Session, original_id: uuid.UUID, entries=None, *, idempoten
     request = _request(entries, original_id=original_id, kind=kind, reference=reference,
                        metadata=metadata, full=entries is None)
 
-    def make_plan():
+    def make_plan(sql):
         original = _lock_transaction(session, original_id)
         if original.status != "posted" or original.reverses_id is not None:
             raise NotReversible(
@@ -451,7 +452,7 @@ def reverse(session: Session, original_id: uuid.UUID, entries=None, *, idempoten
                     raise ReversalExceedsOriginal(
                         f"reversing {amount} on {code!r} side {side} exceeds the "
                         f"{left.get((code, side), 0)} left to reverse", field="postings")
-        accounts = load_accounts(session, {e.account for e in chosen})
+        accounts = load_accounts(session, {e.account for e in chosen}, sql=sql)
         _check_accounts(chosen, accounts, allow_frozen=False)
         return _new_plan(chosen, accounts, status="posted", kind=kind,
                          reference=reference or original.reference, metadata=metadata,

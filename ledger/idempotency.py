@@ -69,21 +69,22 @@ def fingerprint(operation: str, request: dict) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _insert_if_absent(session: Session, values: dict) -> bool:
+def _insert_if_absent(session: Session, values: dict, sql=None) -> bool:
     """INSERT the record unless the key exists; True if this call inserted it."""
     from .sql import Sql
 
-    return Sql(session).insert_idempotency(values)
+    return (sql or Sql(session)).insert_idempotency(values)
 
 
 def claim(
-    session: Session, key: IdempotencyKey, fp: str, transaction_id: uuid.UUID, now: datetime
+    session: Session, key: IdempotencyKey, fp: str, transaction_id: uuid.UUID, now: datetime,
+    *, sql=None,
 ) -> IdempotencyRecord | None:
     """Record that ``key`` books ``transaction_id``; return the earlier record if any."""
     if _insert_if_absent(session, dict(
         scope=key.scope, key=key.key, fingerprint=fp, transaction_id=transaction_id,
         created_at=now,
-    )):
+    ), sql):
         return None
     return _existing(session, key)
 
