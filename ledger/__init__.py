@@ -7,6 +7,7 @@ Import the functions from their modules; the most used are re-exported here.
 
 from .accounts import close_account, freeze_account, open_account, unfreeze_account
 from .balances import Balance, balance
+from .batch import Booking, post_many
 from .booking import (
     Entry,
     TransactionRecord,
@@ -24,7 +25,7 @@ from .booking import (
 from .idempotency import IdempotencyKey
 
 __all__ = [
-    "Balance", "Entry", "IdempotencyKey", "TransactionRecord", "balance", "capture",
+    "Balance", "Booking", "Entry", "IdempotencyKey", "TransactionRecord", "balance", "capture",
     "close_account", "credit", "debit", "expire_due", "freeze_account", "get_transaction",
-    "hold", "open_account", "post", "resolution_of", "reverse", "unfreeze_account", "void",
+    "hold", "open_account", "post", "post_many", "resolution_of", "reverse", "unfreeze_account", "void",
 ]

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from . import errors
@@ -108,6 +108,18 @@ def lookup(session: Session, key: IdempotencyKey) -> IdempotencyRecord | None:
         .where(IdempotencyRecord.scope == key.scope, IdempotencyRecord.key == key.key)
         .execution_options(populate_existing=True)
     )
+
+
+def lookup_many(session: Session, keys: list[tuple[str, str]]) -> list[IdempotencyRecord]:
+    """The records of those (scope, key) pairs that have one."""
+    found = []
+    for start in range(0, len(keys), 500):
+        found += session.scalars(
+            select(IdempotencyRecord)
+            .where(tuple_(IdempotencyRecord.scope, IdempotencyRecord.key)
+                   .in_(keys[start:start + 500]))
+        ).all()
+    return found
 
 
 def _existing(session: Session, key: IdempotencyKey) -> IdempotencyRecord:

@@ -139,15 +139,59 @@ class Sql:
                  reverses_id=self.uuid(txn["reverses_id"])))
 
     def insert_postings(self, postings: list[dict]) -> None:
-        """All of a transaction's postings in one multi-row INSERT: one round trip."""
-        values, params = [], {}
-        for i, p in enumerate(postings):
-            values.append(f"(%(t{i})s, %(l{i})s, %(a{i})s, %(s{i})s, %(m{i})s, %(u{i})s)")
-            params.update({f"t{i}": self.uuid(p["transaction_id"]), f"l{i}": p["line"],
-                           f"a{i}": p["account_id"], f"s{i}": p["side"], f"m{i}": p["amount"],
-                           f"u{i}": p["unit"]})
-        self.run("INSERT INTO ledger_postings (transaction_id, line, account_id, side, amount, "
-                 "unit) VALUES " + ", ".join(values), params)
+        """A transaction's postings in one multi-row INSERT: one round trip."""
+        self.insert_postings_many(postings)
+
+    # -- many rows at once (ledger.batch) ------------------------------------------------------
+
+    #: Rows per multi-row INSERT: well under both databases' limits on bound parameters.
+    CHUNK = 500
+
+    def _insert_rows(self, table: str, columns: list[str], rows: list[tuple],
+                     casts: dict[str, str] | None = None, suffix: str = "") -> int:
+        """Multi-row INSERTs of ``rows`` (already bound values), CHUNK rows each.
+
+        Returns the number of rows the statements RETURNed (with a RETURNING suffix).
+        """
+        casts = casts if self.postgres else {}
+        returned = 0
+        for start in range(0, len(rows), self.CHUNK):
+            chunk = rows[start:start + self.CHUNK]
+            params, values = {}, []
+            for r, row in enumerate(chunk):
+                names = []
+                for c, value in enumerate(row):
+                    params[f"p{r}_{c}"] = value
+                    names.append(f"%(p{r}_{c})s{(casts or {}).get(columns[c], '')}")
+                values.append("(" + ", ".join(names) + ")")
+            cursor = self.run(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                              + ", ".join(values) + suffix, params)
+            if suffix:
+                returned += len(cursor.fetchall())
+        return returned
+
+    def insert_postings_many(self, postings: list[dict]) -> None:
+        self._insert_rows(
+            "ledger_postings", ["transaction_id", "line", "account_id", "side", "amount", "unit"],
+            [(self.uuid(p["transaction_id"]), p["line"], p["account_id"], p["side"], p["amount"],
+              p["unit"]) for p in postings])
+
+    def insert_transactions(self, txns: list[dict]) -> None:
+        self._insert_rows(
+            "ledger_transactions", ["id", "kind", "status", "reference", "meta", "created_at",
+                                    "expires_at", "resolves_id", "reverses_id"],
+            [(self.uuid(t["id"]), t["kind"], t["status"], t["reference"], self.json(t["meta"]),
+              self.when(t["created_at"]), self.when(t["expires_at"]), self.uuid(t["resolves_id"]),
+              self.uuid(t["reverses_id"])) for t in txns],
+            casts={"meta": "::json"})
+
+    def insert_idempotency_many(self, records: list[dict]) -> int:
+        """INSERT records whose keys are free; return how many were inserted."""
+        return self._insert_rows(
+            "ledger_idempotency", ["scope", "key", "fingerprint", "transaction_id", "created_at"],
+            [(r["scope"], r["key"], r["fingerprint"], self.uuid(r["transaction_id"]),
+              self.when(r["created_at"])) for r in records],
+            suffix=" ON CONFLICT (scope, key) DO NOTHING RETURNING scope")
 
     def add_to_totals(self, rows: list[tuple[int, int, int, int, int, int]]) -> int:
         """Add (dp, cp, dpend, cpend) to each (account, shard), in the order given.
