@@ -85,7 +85,11 @@ def post_many(session: Session, bookings: list[Booking], *,
 
     sql = Sql(session)
     results: dict[int, TransactionRecord] = {}
-    earlier = {(r.scope, r.key): r for r in idem.lookup_many(session, keys)} if keys else {}
+    by_scope: dict[str, list[str]] = defaultdict(list)
+    for scope, key in keys:
+        by_scope[scope].append(key)
+    used = [(scope, key) for scope, ks in by_scope.items() for key in sql.used_keys(scope, ks)]
+    earlier = {(r.scope, r.key): r for r in idem.lookup_many(session, used)} if used else {}
     todo = []
     for i, b, entries, fp in items:
         record = earlier.get((b.idempotency.scope, b.idempotency.key)) if b.idempotency else None
