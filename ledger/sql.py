@@ -9,14 +9,13 @@ savepoints, same locks; driver errors re-raised as SQLAlchemy's -- and bind valu
 (UUIDs as 32 hex digits and naive UTC text on SQLite), so Core and ORM reads see the
 same rows. Everything else in the ledger stays on Core.
 
-Statements are written once in the ``%(name)s`` style of psycopg and rewritten to
-``:name`` for sqlite3.
+Statements are written once with psycopg's positional ``%s`` placeholders and rewritten
+to sqlite3's ``?``; positional parameters are also the cheapest for the driver to bind.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -24,21 +23,25 @@ from functools import lru_cache
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-_NAMED = re.compile(r"%\((\w+)\)s")
-
-
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=256)
 def _for(dialect: str, sql: str) -> str:
-    return sql if dialect == "postgresql" else _NAMED.sub(r":\1", sql)
+    return sql if dialect == "postgresql" else sql.replace("%s", "?")
 
 
-@lru_cache(maxsize=64)
-def _in_list(prefix: str, n: int) -> str:
-    return ", ".join(f"%({prefix}{i})s" for i in range(n))
+@lru_cache(maxsize=256)
+def _marks(n: int, width: int = 1, casts: tuple[str, ...] = ()) -> str:
+    """``%s, %s`` for an IN list (width 1), or ``(%s, %s), (%s, %s)`` for VALUES rows."""
+    if width == 1 and not casts:
+        return ", ".join(["%s"] * n)
+    row = "(" + ", ".join(f"%s{casts[i] if casts else ''}" for i in range(width)) + ")"
+    return ", ".join([row] * n)
 
 
 class Sql:
     """The raw cursor of a session's connection, with the ledger's statements."""
+
+    #: Rows per multi-row INSERT: well under both databases' limits on bound parameters.
+    CHUNK = 500
 
     def __init__(self, session: Session):
         self.connection = session.connection()  # begins (BEGIN IMMEDIATE on SQLite)
@@ -65,8 +68,8 @@ class Sql:
     def json(value) -> str | None:
         return None if value is None else json.dumps(value, separators=(",", ":"))
 
-    def run(self, sql: str, params: dict | list[dict] | None = None):
-        """Execute on the raw cursor; a list of parameter sets is an executemany.
+    def run(self, sql: str, params: tuple | list = (), *, many: bool = False):
+        """Execute on the raw cursor (``many``: one execution per parameter tuple).
 
         Driver errors are re-raised as SQLAlchemy's DBAPIError, exactly as Core would
         raise them, so the unit of work recognises deadlocks and serialisation failures,
@@ -74,10 +77,10 @@ class Sql:
         """
         statement = _for(self.dialect, sql)
         try:
-            if isinstance(params, list):
+            if many:
                 self.cursor.executemany(statement, params)
             else:
-                self.cursor.execute(statement, params or {})
+                self.cursor.execute(statement, params)
         except self._dialect.loaded_dbapi.Error as exc:
             lost = self._dialect.is_disconnect(exc, self._dbapi_connection, self.cursor)
             if lost:
@@ -88,19 +91,18 @@ class Sql:
             ) from exc
         return self.cursor
 
-    # -- statements ------------------------------------------------------------------------
-
-    def _any(self, column: str, values: list, prefix: str) -> tuple[str, dict]:
+    def _any(self, column: str, values: list) -> tuple[str, list]:
         """``column`` is one of ``values``: an IN list, or for many values on PostgreSQL
         one array parameter (a short statement however many values; for a few values the
         array costs the driver more than the list)."""
         if self.postgres and len(values) > 16:
-            return f"{column} = ANY(%({prefix})s)", {prefix: list(values)}
-        return (f"{column} IN ({_in_list(prefix, len(values))})",
-                {f"{prefix}{i}": v for i, v in enumerate(values)})
+            return f"{column} = ANY(%s)", [list(values)]
+        return f"{column} IN ({_marks(len(values))})", list(values)
+
+    # -- statements ------------------------------------------------------------------------
 
     def accounts(self, codes: list[str]) -> list[tuple]:
-        where, params = self._any("code", codes, "c")
+        where, params = self._any("code", codes)
         rows = self.run(
             "SELECT id, code, unit, no_overdraft, frozen, closed, shards FROM ledger_accounts "
             f"WHERE {where}", params).fetchall()
@@ -111,7 +113,7 @@ class Sql:
 
         Rows: (account_id, debits_posted, credits_posted, debits_pending, frozen, closed).
         """
-        where, params = self._any("account_id", account_ids, "a")
+        where, params = self._any("account_id", account_ids)
         lock = " FOR UPDATE" if self.postgres else ""  # SQLite: BEGIN IMMEDIATE holds the db
         rows = self.run(
             "SELECT account_id, debits_posted, credits_posted, debits_pending, frozen, closed "
@@ -123,93 +125,76 @@ class Sql:
         """Which of ``keys`` already have an idempotency record in ``scope``."""
         found: set[str] = set()
         for start in range(0, len(keys), self.CHUNK):
-            where, params = self._any("key", keys[start:start + self.CHUNK], "k")
-            params["scope"] = scope
+            where, params = self._any("key", keys[start:start + self.CHUNK])
             found.update(r[0] for r in self.run(
-                f"SELECT key FROM ledger_idempotency WHERE scope = %(scope)s AND {where}",
-                params).fetchall())
+                f"SELECT key FROM ledger_idempotency WHERE scope = %s AND {where}",
+                [scope, *params]).fetchall())
         return found
 
     def insert_idempotency(self, row: dict) -> bool:
         """INSERT the record unless its key exists; True if this call inserted it."""
-        params = dict(
-            scope=row["scope"], key=row["key"], fingerprint=row["fingerprint"],
-            transaction_id=self.uuid(row.get("transaction_id")),
-            error_code=row.get("error_code"), error=self.json(row.get("error")),
-            created_at=self.when(row["created_at"]),
-        )
         cast = "::json" if self.postgres else ""
         return self.run(
             "INSERT INTO ledger_idempotency (scope, key, fingerprint, transaction_id, error_code, "
-            "error, created_at) VALUES (%(scope)s, %(key)s, %(fingerprint)s, %(transaction_id)s, "
-            f"%(error_code)s, %(error)s{cast}, %(created_at)s) "
-            "ON CONFLICT (scope, key) DO NOTHING RETURNING scope", params).fetchone() is not None
+            f"error, created_at) VALUES (%s, %s, %s, %s, %s, %s{cast}, %s) "
+            "ON CONFLICT (scope, key) DO NOTHING RETURNING scope",
+            (row["scope"], row["key"], row["fingerprint"], self.uuid(row.get("transaction_id")),
+             row.get("error_code"), self.json(row.get("error")), self.when(row["created_at"])),
+        ).fetchone() is not None
 
     def insert_transaction(self, txn: dict) -> None:
-        cast = "::json" if self.postgres else ""
-        self.run(
-            "INSERT INTO ledger_transactions (id, kind, status, reference, meta, created_at, "
-            "expires_at, resolves_id, reverses_id) VALUES (%(id)s, %(kind)s, %(status)s, "
-            f"%(reference)s, %(meta)s{cast}, %(created_at)s, %(expires_at)s, %(resolves_id)s, "
-            "%(reverses_id)s)",
-            dict(id=self.uuid(txn["id"]), kind=txn["kind"], status=txn["status"],
-                 reference=txn["reference"], meta=self.json(txn["meta"]),
-                 created_at=self.when(txn["created_at"]), expires_at=self.when(txn["expires_at"]),
-                 resolves_id=self.uuid(txn["resolves_id"]),
-                 reverses_id=self.uuid(txn["reverses_id"])))
+        self.insert_transactions([txn])
 
     def insert_postings(self, postings: list[dict]) -> None:
         """A transaction's postings in one multi-row INSERT: one round trip."""
         self.insert_postings_many(postings)
 
-    # -- many rows at once (ledger.batch) ------------------------------------------------------
+    def add_to_totals(self, rows: list[tuple[int, int, int, int, int, int]]) -> int:
+        """Add (dp, cp, dpend, cpend) to each (account, shard), in the order given.
 
-    #: Rows per multi-row INSERT: well under both databases' limits on bound parameters.
-    CHUNK = 500
-
-    def _insert_rows(self, table: str, columns: list[str], rows: list[tuple],
-                     casts: dict[str, str] | None = None, suffix: str = "") -> int:
-        """Multi-row INSERTs of ``rows`` (already bound values), CHUNK rows each.
-
-        Returns the number of rows the statements RETURNed (with a RETURNING suffix).
+        A row that takes new amounts is only updated while its account is neither frozen
+        nor closed; a row that only gives back a hold's reservation always is. Returns how
+        many rows were updated: fewer than given means an account changed under us.
         """
-        casts = casts if self.postgres else {}
-        returned = 0
-        for start in range(0, len(rows), self.CHUNK):
-            chunk = rows[start:start + self.CHUNK]
-            params, values = {}, []
-            for r, row in enumerate(chunk):
-                names = []
-                for c, value in enumerate(row):
-                    params[f"p{r}_{c}"] = value
-                    names.append(f"%(p{r}_{c})s{(casts or {}).get(columns[c], '')}")
-                values.append("(" + ", ".join(names) + ")")
-            cursor = self.run(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                              + ", ".join(values) + suffix, params)
-            if suffix:
-                returned += len(cursor.fetchall())
-        return returned
+        cursor = self.run(
+            "UPDATE ledger_balances SET debits_posted = debits_posted + %s, "
+            "credits_posted = credits_posted + %s, debits_pending = debits_pending + %s, "
+            "credits_pending = credits_pending + %s "
+            "WHERE account_id = %s AND shard = %s AND (%s OR NOT (frozen OR closed))",
+            [(dp, cp, dpend, cpend, a, s, dp == 0 and cp == 0 and dpend <= 0 and cpend <= 0)
+             for a, s, dp, cp, dpend, cpend in rows], many=True)
+        return cursor.rowcount
 
-    def _insert_unnest(self, table: str, columns: dict[str, str], rows: list[tuple],
-                       suffix: str = "") -> int:
-        """PostgreSQL: all rows in one INSERT ... SELECT FROM unnest(arrays).
-
-        One short statement with one array per column: nothing for the driver to parse
-        per row (a multi-row VALUES of thousands of rows spent most of its time there).
-        """
-        arrays = {f"c{i}": list(col) for i, col in enumerate(zip(*rows))}
-        casts = ", ".join(f"%(c{i})s::{t}[]" for i, t in enumerate(columns.values()))
-        cursor = self.run(f"INSERT INTO {table} ({', '.join(columns)}) "
-                          f"SELECT * FROM unnest({casts}){suffix}", arrays)
-        return len(cursor.fetchall()) if suffix else len(rows)
+    # -- many rows at once ------------------------------------------------------------------
 
     def _insert_many(self, table: str, columns: dict[str, str], rows: list[tuple],
                      suffix: str = "") -> int:
+        """INSERT ``rows`` (bound values, in ``columns`` order); with a RETURNING
+        ``suffix``, return how many rows came back, else how many were given.
+
+        A few rows: multi-row VALUES, CHUNK rows per statement. Many rows on PostgreSQL:
+        one INSERT ... SELECT FROM unnest(one array per column) -- a multi-row VALUES of
+        thousands of rows spends most of its time in the driver's query parsing.
+        """
         if not rows:
             return 0
-        if self.postgres:
-            return self._insert_unnest(table, columns, rows, suffix)
-        return self._insert_rows(table, list(columns), rows, suffix=suffix)
+        names = ", ".join(columns)
+        if self.postgres and len(rows) > 16:
+            arrays = ", ".join(f"%s::{t}[]" for t in columns.values())
+            cursor = self.run(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"
+                              + suffix, [list(col) for col in zip(*rows)])
+            return len(cursor.fetchall()) if suffix else len(rows)
+        casts = tuple(f"::{t}" if self.postgres and t == "json" else ""
+                      for t in columns.values())
+        returned = 0
+        for start in range(0, len(rows), self.CHUNK):
+            chunk = rows[start:start + self.CHUNK]
+            cursor = self.run(
+                f"INSERT INTO {table} ({names}) VALUES "
+                + _marks(len(chunk), len(columns), casts) + suffix,
+                [v for row in chunk for v in row])
+            returned += len(cursor.fetchall()) if suffix else len(chunk)
+        return returned
 
     def insert_postings_many(self, postings: list[dict]) -> None:
         uuid_ = self.uuid
@@ -241,23 +226,3 @@ class Sql:
             [(r["scope"], r["key"], r["fingerprint"], uuid_(r["transaction_id"]),
               when(r["created_at"])) for r in records],
             suffix=" ON CONFLICT (scope, key) DO NOTHING RETURNING scope")
-
-    def add_to_totals(self, rows: list[tuple[int, int, int, int, int, int]]) -> int:
-        """Add (dp, cp, dpend, cpend) to each (account, shard), in the order given.
-
-        A row that takes new amounts is only updated while its account is neither frozen
-        nor closed; a row that only gives back a hold's reservation always is. Returns how
-        many rows were updated: fewer than given means an account changed under us.
-        """
-        result = self.run(
-            "UPDATE ledger_balances SET debits_posted = debits_posted + %(dp)s, "
-            "credits_posted = credits_posted + %(cp)s, "
-            "debits_pending = debits_pending + %(dpend)s, "
-            "credits_pending = credits_pending + %(cpend)s "
-            "WHERE account_id = %(account)s AND shard = %(shard)s "
-            "AND (%(release)s OR NOT (frozen OR closed))", [
-                dict(account=a, shard=s, dp=dp, cp=cp, dpend=dpend, cpend=cpend,
-                     release=dp == 0 and cp == 0 and dpend <= 0 and cpend <= 0)
-                for a, s, dp, cp, dpend, cpend in rows
-            ])
-        return result.rowcount
