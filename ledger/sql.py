@@ -102,6 +102,8 @@ class Sql:
     # -- statements ------------------------------------------------------------------------
 
     def accounts(self, codes: list[str]) -> list[tuple]:
+        if not codes:
+            return []
         where, params = self._any("code", codes)
         rows = self.run(
             "SELECT id, code, unit, no_overdraft, frozen, closed, shards FROM ledger_accounts "
@@ -113,6 +115,8 @@ class Sql:
 
         Rows: (account_id, debits_posted, credits_posted, debits_pending, frozen, closed).
         """
+        if not account_ids:
+            return []
         where, params = self._any("account_id", account_ids)
         lock = " FOR UPDATE" if self.postgres else ""  # SQLite: BEGIN IMMEDIATE holds the db
         rows = self.run(

@@ -87,3 +87,13 @@ def test_large_batches_are_chunked(session, shop):
     assert len({r.id for r in records}) == 1_200
     assert balance(session, member).posted == 8_800
     assert verify(session, check_signatures=False).ok
+
+
+def test_a_batch_of_nothing_but_replays_books_nothing(session, shop):
+    member, _ = funded_member(session, 100)
+    bookings = [Booking([debit(member, 5), credit(shop, 5)], "redemption",
+                        IdempotencyKey("batch", "only"))]
+    first = post_many(session, bookings)
+    assert post_many(session, bookings)[0].id == first[0].id
+    assert post_many(session, []) == []
+    assert balance(session, member).posted == 95
