@@ -199,30 +199,42 @@ def _check_resolutions(session: Session, report: Report) -> None:
     ), lambda r: f"transaction {r.id} resolves a {r.status} transaction")
 
     # Per account and side, a capture never posts more than its pending one reserved.
-    reserved, captured = aliased(Posting), aliased(Posting)
-    cap = (
-        select(txn.resolves_id.label("pid"), captured.account_id, captured.side,
-               func.sum(captured.amount).label("amount"))
-        .join(captured, captured.transaction_id == txn.id)
-        .where(txn.resolves_id.is_not(None))
-        .group_by(txn.resolves_id, captured.account_id, captured.side)
+    _check_within_original(session, report, "capture", txn.resolves_id, flip=False,
+                           describe=lambda r: f"capture of {r.oid} posts {r.amount} on account "
+                                              f"#{r.account_id}, reserved {r.limit}")
+
+
+def _check_within_original(session, report, rule, link, *, flip: bool, describe) -> None:
+    """Per (original, account, side): what the linked transactions post <= the original.
+
+    ``link`` is the column pointing at the original (resolves_id or reverses_id);
+    ``flip`` compares reversals' sides with the original's opposite sides.
+    """
+    txn, line = Transaction, aliased(Posting)
+    side = case((line.side == "D", "C"), else_="D") if flip else line.side
+    linked = (
+        select(link.label("oid"), line.account_id, side.label("side"),
+               func.sum(line.amount).label("amount"))
+        .join(line, line.transaction_id == txn.id)
+        .where(link.is_not(None))
+        .group_by(link, line.account_id, line.side)
         .subquery()
     )
-    res = (
-        select(reserved.transaction_id.label("pid"), reserved.account_id, reserved.side,
-               func.sum(reserved.amount).label("amount"))
-        .where(reserved.transaction_id.in_(select(txn.resolves_id)))
-        .group_by(reserved.transaction_id, reserved.account_id, reserved.side)
+    original = (
+        select(Posting.transaction_id.label("oid"), Posting.account_id, Posting.side,
+               func.sum(Posting.amount).label("amount"))
+        .where(Posting.transaction_id.in_(select(link)))
+        .group_by(Posting.transaction_id, Posting.account_id, Posting.side)
         .subquery()
     )
-    _emit(report, "capture", session.execute(
-        select(cap.c.pid, cap.c.account_id, cap.c.amount,
-               func.coalesce(res.c.amount, literal(0)).label("reserved"))
-        .outerjoin(res, and_(res.c.pid == cap.c.pid, res.c.account_id == cap.c.account_id,
-                             res.c.side == cap.c.side))
-        .where(cap.c.amount > func.coalesce(res.c.amount, 0))
-    ), lambda r: f"capture of {r.pid} posts {r.amount} on account #{r.account_id}, "
-                 f"reserved {r.reserved}")
+    limit = func.coalesce(original.c.amount, literal(0))
+    _emit(report, rule, session.execute(
+        select(linked.c.oid, linked.c.account_id, linked.c.amount, limit.label("limit"))
+        .outerjoin(original, and_(original.c.oid == linked.c.oid,
+                                  original.c.account_id == linked.c.account_id,
+                                  original.c.side == linked.c.side))
+        .where(linked.c.amount > limit)
+    ), describe)
 
 
 def _check_reversals(session: Session, report: Report) -> None:
@@ -233,29 +245,6 @@ def _check_reversals(session: Session, report: Report) -> None:
         .where((original.status != "posted") | original.reverses_id.is_not(None))
     ), lambda r: f"reversal {r.id} reverses a transaction that is not a posted original")
 
-    rev = aliased(Posting)
-    reversed_ = (
-        select(txn.reverses_id.label("oid"), rev.account_id,
-               case((rev.side == "D", "C"), else_="D").label("side"),
-               func.sum(rev.amount).label("amount"))
-        .join(rev, rev.transaction_id == txn.id)
-        .where(txn.reverses_id.is_not(None))
-        .group_by(txn.reverses_id, rev.account_id, rev.side)
-        .subquery()
-    )
-    moved = (
-        select(Posting.transaction_id.label("oid"), Posting.account_id, Posting.side,
-               func.sum(Posting.amount).label("amount"))
-        .where(Posting.transaction_id.in_(select(txn.reverses_id)))
-        .group_by(Posting.transaction_id, Posting.account_id, Posting.side)
-        .subquery()
-    )
-    _emit(report, "reversal", session.execute(
-        select(reversed_.c.oid, reversed_.c.account_id, reversed_.c.amount,
-               func.coalesce(moved.c.amount, literal(0)).label("moved"))
-        .outerjoin(moved, and_(moved.c.oid == reversed_.c.oid,
-                               moved.c.account_id == reversed_.c.account_id,
-                               moved.c.side == reversed_.c.side))
-        .where(reversed_.c.amount > func.coalesce(moved.c.amount, 0))
-    ), lambda r: f"reversals of {r.oid} move {r.amount} on account #{r.account_id}, "
-                 f"the original moved {r.moved}")
+    _check_within_original(session, report, "reversal", txn.reverses_id, flip=True,
+                           describe=lambda r: f"reversals of {r.oid} move {r.amount} on account "
+                                              f"#{r.account_id}, the original moved {r.limit}")

@@ -26,3 +26,22 @@ def funded_member(session, amount: int, *, unit: str = "BANKA", issuer: str | No
     if amount:
         post(session, [debit(issuer, amount), credit(member, amount)], kind="issue")
     return member, issuer
+
+
+def megamart_purchase(session, balance: int = 5_000):
+    """DESIGN.md's "M spends 2,000 at MegaMart" (points and money legs), on fresh accounts.
+
+    Returns (transaction, accounts by role: member, redeemed, bank, shop, fees).
+    """
+    from ledger import open_account
+
+    member, _ = funded_member(session, balance)
+    redeemed, bank, shop, fees = (code(p) for p in ("redeemed", "bank", "shop", "fees"))
+    open_account(session, redeemed, "BANKA")
+    for c in (bank, shop, fees):
+        open_account(session, c, "CNY")
+    txn = post(session, [
+        debit(member, 2_000), credit(redeemed, 2_000),
+        debit(bank, 2_000), credit(shop, 1_960), credit(fees, 40),
+    ], kind="redemption")
+    return txn, dict(member=member, redeemed=redeemed, bank=bank, shop=shop, fees=fees)

@@ -22,7 +22,7 @@ from ledger.errors import (
 )
 from ledger.models import Posting, Transaction
 from ledger.units import MAX_AMOUNT
-from tests.factories import code, funded_member
+from tests.factories import code, funded_member, megamart_purchase
 
 
 def _rows(session):
@@ -47,17 +47,10 @@ def test_post_moves_points_and_keeps_totals(session):
 
 
 def test_multi_unit_transaction_balances_per_unit(session):
-    member, _ = funded_member(session, 2_000)
-    redeemed, bank, shop, fees = (code(p) for p in ("red", "bank", "shop", "fees"))
-    open_account(session, redeemed, "BANKA")
-    for c in (bank, shop, fees):
-        open_account(session, c, "CNY")
-    txn = post(session, [
-        debit(member, 2_000), credit(redeemed, 2_000),
-        debit(bank, 2_000), credit(shop, 1_960), credit(fees, 40),
-    ], kind="redemption")
+    txn, accounts = megamart_purchase(session, balance=2_000)
     assert len(txn.postings) == 5
-    assert balance(session, fees).posted == 40
+    assert balance(session, accounts["fees"]).posted == 40
+    assert balance(session, accounts["member"]).posted == 0
 
 
 @pytest.mark.parametrize("amount", [0, -1, 1.5, "10", True, None, MAX_AMOUNT + 1])

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from ledger import balance, capture, credit, debit, hold, open_account, post, reverse
+from ledger import balance, capture, credit, debit, hold, reverse
 from ledger.errors import NotReversible, ReversalExceedsOriginal, Unbalanced
-from tests.factories import code, funded_member
+from tests.factories import megamart_purchase
 
 
 @pytest.fixture
 def purchase(session):
     """DESIGN.md's "M spends 2,000 at MegaMart" with its money legs."""
-    member, _ = funded_member(session, 5_000)
-    redeemed, bank, shop, fees = (code(p) for p in ("redeemed", "bank", "shop", "fees"))
-    open_account(session, redeemed, "BANKA")
-    for c in (bank, shop, fees):
-        open_account(session, c, "CNY")
-    txn = post(session, [
-        debit(member, 2_000), credit(redeemed, 2_000),
-        debit(bank, 2_000), credit(shop, 1_960), credit(fees, 40),
-    ], kind="redemption")
-    return txn, dict(member=member, redeemed=redeemed, bank=bank, shop=shop, fees=fees)
+    return megamart_purchase(session)
 
 
 def test_full_reversal_restores_every_account(session, purchase):
