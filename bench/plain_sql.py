@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import psycopg
-from psycopg.types.json import Json
 
 SCOPE = "bench"
 SELECT_ACCOUNTS = ("SELECT id, code, unit, no_overdraft, frozen, closed, shards "

@@ -6,17 +6,20 @@ Every write goes through the same steps, in this order:
 2. Read what the rules need (accounts; the pending or original transaction under a row
    lock) and check them: units, balance per unit, frozen/closed, capture and reversal
    limits.
-3. Lock the guarded (no-overdraft) balance rows, in account-id order, and check that the
-   new totals keep every guard. Locking in one global order is what keeps two opposing
-   transfers from deadlocking.
+3. Lock the guarded (no-overdraft) balance rows, in account-id order, and check under
+   the lock that they are not frozen or closed and that the new totals keep every guard.
+   Locking in one global order is what keeps two opposing transfers from deadlocking.
 4. Store the idempotency record with the outcome (the new transaction's id, or the
    refusal). If the key already has a record, return or re-raise that outcome instead.
 5. Insert the transaction and its postings, and add the deltas to the running totals:
-   guarded rows are already locked; sharded system accounts add to one random shard.
+   guarded rows are already locked; sharded system accounts add to one random shard
+   (a hold's reservation to the shard its id picks, so its release finds it). The
+   UPDATE re-checks frozen/closed; a row that changed meanwhile raises ConcurrentChange.
 
-A refusal leaves nothing written but, when the request carried a key, the idempotency
-record of that refusal; the unit of work commits it and re-raises (see
-:mod:`ledger.unit_of_work`). Functions here take the session first and only flush.
+A refusal leaves nothing written by this call but, when the request carried a key, the
+idempotency record of that refusal; the unit of work then rolls back the whole unit and
+keeps only that record (see :mod:`ledger.unit_of_work`). Functions here take the
+session first and only flush; the statements of steps 3-5 are in :mod:`ledger.sql`.
 """
 
 from __future__ import annotations
