@@ -26,8 +26,8 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger import Booking, IdempotencyKey, capture, hold, open_account, post, post_many  # noqa: E402
-from ledger.booking import Entry  # noqa: E402
+from ledger import Booking, IdempotencyKey, capture, hold, open_account, post, post_many
+from ledger.booking import Entry
 
 # role -> (unit, no_overdraft, shards)
 ROLES = {
@@ -143,7 +143,7 @@ def main(argv: list[str]) -> None:
     pending_id = None
     i = 0
     while before is None or i < before:
-        record = run(sessions, lambda s: book(s, prefix, i, pending_id))
+        record = run(sessions, lambda s, i=i, pending_id=pending_id: book(s, prefix, i, pending_id))
         if i % 4 == 1:
             pending_id = record.id
         say(f"committed {i} {record.id}")

@@ -184,7 +184,7 @@ def test_kill_during_bookings_leaves_whole_books(database_url, engine, kill_afte
         missing = set(announced.values()) - txns.keys()
         assert not missing, f"announced but not committed: {missing}"
         unannounced = txns.keys() - set(announced.values())
-        assert len(unannounced) <= 1, f"more than the one in-flight request committed: {unannounced}"
+        assert len(unannounced) <= 1, f"more than the in-flight request committed: {unannounced}"
         assert all(postings.get(t) for t in txns), "a transaction without postings"
         orphans = postings.keys() - txns.keys()
         assert not orphans, f"postings on the worker's accounts of unknown transactions: {orphans}"
