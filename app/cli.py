@@ -135,7 +135,7 @@ def ledger_verify(public_key_path, no_signatures, tip):
             raise click.BadParameter("expected HEIGHT:HASH as printed by `ledger seal`",
                                      param_hint="--tip")
         expected_tip = (int(height), digest)
-    session = db.session_factory()()
+    session = db.read_session_factory()()
     try:
         report = verify(session, public_keys=keys, check_signatures=not no_signatures,
                         tip=expected_tip)

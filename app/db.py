@@ -1,10 +1,11 @@
 """The database: engine per app, one session per request, migrations.
 
 SQLite is the embedded default. Several gunicorn workers can share its file because
-every connection runs in WAL mode with a busy timeout, and every transaction begins
-with ``BEGIN IMMEDIATE``: it takes the write lock when it starts, so two writers queue
-at BEGIN (and wait out the busy timeout) instead of both reading and then failing with
-"database is locked" when the second tries to write.
+every connection runs in WAL mode with a busy timeout, and every transaction that may
+write begins with ``BEGIN IMMEDIATE``: it takes the write lock when it starts, so two
+writers queue at BEGIN (and wait out the busy timeout) instead of both reading and then
+failing with "database is locked" when the second tries to write. Sessions from
+:func:`read_only_sessions` begin deferred and never take the write lock.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+READ_ONLY = "pointclear_read_only"  # execution option: this transaction only reads
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -67,7 +69,22 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only transaction begins deferred: in WAL mode it reads a snapshot and
+        # never holds the write lock, so long reports do not stop bookings.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_only_sessions(engine: Engine) -> sessionmaker:
+    """A sessionmaker whose transactions are marked read-only (see ``on_begin``).
+
+    On SQLite they begin deferred instead of taking the write lock; on PostgreSQL the
+    mark changes nothing today (a replica could serve them later).
+    """
+    return sessionmaker(bind=engine.execution_options(**{READ_ONLY: True}),
+                        expire_on_commit=False)
 
 
 # --- migrations -------------------------------------------------------------------------------
@@ -104,6 +121,11 @@ def session_factory() -> sessionmaker:
     return current_app.extensions["pointclear.sessions"]
 
 
+def read_session_factory() -> sessionmaker:
+    """Sessions for work that only reads (reports, verify, balance reads)."""
+    return current_app.extensions["pointclear.read_sessions"]
+
+
 def get_session() -> Session:
     """The request's session, opened on first use and closed on teardown."""
     if "db_session" not in g:
@@ -121,4 +143,5 @@ def init_app(app) -> None:
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["pointclear.engine"] = engine
     app.extensions["pointclear.sessions"] = sessionmaker(bind=engine, expire_on_commit=False)
+    app.extensions["pointclear.read_sessions"] = read_only_sessions(engine)
     app.teardown_appcontext(close_session)

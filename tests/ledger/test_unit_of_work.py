@@ -204,3 +204,31 @@ def test_idempotent_work_is_retried_after_a_lost_acknowledgement(file_sessions, 
     assert txn.replayed
     with file_sessions() as s:
         assert balance(s, "m").posted == 5
+
+
+def test_a_long_sqlite_read_does_not_stop_writers(tmp_path):
+    """A read-only session (a report, verify) holds no write lock while it reads."""
+    from sqlalchemy import text
+
+    from app.db import read_only_sessions
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ro.db'}")
+    with engine.begin() as connection:
+        upgrade(connection=connection)
+    sessions = sessionmaker(bind=engine, expire_on_commit=False)
+    _accounts(sessions)
+    reader = read_only_sessions(engine)()
+    reader.execute(text("SELECT count(*) FROM ledger_postings")).scalar()  # transaction open
+    done = threading.Event()
+
+    def write():
+        run(sessions, lambda s: post(s, [debit("p", 1), credit("m", 1)], kind="issue"))
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    finished_while_reading = done.wait(10)
+    reader.close()
+    writer.join(40)
+    engine.dispose()
+    assert finished_while_reading
