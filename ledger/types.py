@@ -6,8 +6,9 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
+from decimal import Decimal
 
-from sqlalchemy import BigInteger, DateTime, Integer
+from sqlalchemy import BigInteger, DateTime, Integer, String
 from sqlalchemy.types import TypeDecorator
 
 #: BIGINT on PostgreSQL; INTEGER on SQLite so that an integer primary key is the
@@ -61,3 +62,24 @@ def new_id() -> uuid.UUID:
     value |= 0b10 << 62  # RFC 4122 variant
     value |= rand & ((1 << 62) - 1)  # rand_b: 62 bits
     return uuid.UUID(int=value)
+
+
+class ExactDecimal(TypeDecorator):
+    """A Decimal stored exactly on both databases: as canonical text.
+
+    SQLite binds NUMERIC as a float, which would make a rate approximate; rates are never
+    summed in SQL, so text loses nothing and keeps every digit.
+    """
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise ValueError(f"ExactDecimal needs a finite Decimal, got {value!r}")
+        return format(value.normalize(), "f")
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else Decimal(value)

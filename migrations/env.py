@@ -12,6 +12,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import app.clearing.models  # noqa: F401  (registers the clearing tables)
 from ledger.models import Base
 
 config = context.config

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from app import create_app
+from app.db import head_revision
 
 
 def test_health_once_migrated(app):
     response = app.test_client().get("/health")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "sqlite", "revision": "0001"}
+    assert response.json == {"status": "ok", "database": "sqlite", "revision": head_revision()}
 
 
 def test_health_is_503_before_migration(tmp_path):
