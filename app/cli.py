@@ -3,6 +3,7 @@
     pointclear db upgrade|current|check     schema (Alembic)
     pointclear keys init|show               the platform signing key
     pointclear ledger verify|seal|expire-holds
+    pointclear partners ... / programs ...  onboarding (see app/admin_cli.py)
     pointclear run                          Flask's development server
 """
 
@@ -193,6 +194,9 @@ def ledger_expire_holds(batch):
 
 
 def init_app(app) -> None:
+    from . import admin_cli
+
+    admin_cli.init_app(app)
     app.cli.add_command(db_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(ledger_cli)
