@@ -1,5 +1,6 @@
-"""Dependencies point one way: app -> ledger; ledger imports neither flask nor app;
-partner_sdk imports neither app nor ledger."""
+"""Dependencies point one way: app.api -> app.clearing -> ledger; ledger imports neither
+flask nor app; app.clearing imports no web framework; partner_sdk imports neither app nor
+ledger."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def _imports(package: str) -> set[str]:
 @pytest.mark.parametrize("package, forbidden", [
     ("ledger", {"flask", "app", "werkzeug", "marshmallow", "partner_sdk"}),
     ("partner_sdk", {"app", "ledger", "flask", "sqlalchemy"}),
+    ("app/clearing", {"flask", "werkzeug"}),
 ])
 def test_no_import_against_the_flow(package, forbidden):
     assert not _imports(package) & forbidden
