@@ -30,7 +30,7 @@ import random
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import select
@@ -516,7 +516,7 @@ def get_transaction(session: Session, transaction_id: uuid.UUID) -> TransactionR
     ).all()
     return TransactionRecord(
         id=row.id, kind=row.kind, status=row.status, reference=row.reference,
-        metadata=row.meta, created_at=_aware(row.created_at), expires_at=_aware(row.expires_at),
+        metadata=row.meta, created_at=row.created_at, expires_at=row.expires_at,
         resolves_id=row.resolves_id, reverses_id=row.reverses_id,
         postings=tuple(PostingRecord(*line) for line in lines),
     )
@@ -526,13 +526,6 @@ def resolution_of(session: Session, pending_id: uuid.UUID) -> TransactionRecord 
     """The transaction that posted or voided ``pending_id``, or None while it is pending."""
     found = session.scalar(select(_TXN.c.id).where(_TXN.c.resolves_id == pending_id))
     return get_transaction(session, found) if found is not None else None
-
-
-def _aware(value):
-    # Core selects of the table go through UTCDateTime already; this guards raw rows.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -608,7 +601,7 @@ def _lock_pending(session: Session, pending_id, now, *, capturing: bool):
     if resolution is not None:
         raise NotPending(f"transaction {pending_id} was already {resolution.status}",
                          field="pending_id", resolved_by=str(resolution.id))
-    if capturing and pending.expires_at is not None and _aware(pending.expires_at) <= now:
+    if capturing and pending.expires_at is not None and pending.expires_at <= now:
         raise PendingExpired(f"transaction {pending_id} expired at {pending.expires_at}",
                              field="pending_id")
     lines = [

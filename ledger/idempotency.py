@@ -123,11 +123,7 @@ def lookup_many(session: Session, keys: list[tuple[str, str]]) -> list[Idempoten
 
 
 def _existing(session: Session, key: IdempotencyKey) -> IdempotencyRecord:
-    record = session.scalar(
-        select(IdempotencyRecord)
-        .where(IdempotencyRecord.scope == key.scope, IdempotencyRecord.key == key.key)
-        .execution_options(populate_existing=True)
-    )
+    record = lookup(session, key)
     assert record is not None, "a conflicting idempotency record must be visible"
     return record
 

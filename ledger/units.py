@@ -68,6 +68,11 @@ def parse_unit(code: object) -> Unit:
     )
 
 
+def is_currency(code: object) -> bool:
+    """Is ``code`` an ISO 4217 currency we settle in?"""
+    return isinstance(code, str) and code in CURRENCY_EXPONENTS
+
+
 def check_amount(amount: object, *, field: str = "amount") -> int:
     """Return ``amount`` if it is a valid positive integer amount, else raise.
 

@@ -10,9 +10,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger.errors import InvalidUnit
 from ledger.types import utcnow
-from ledger.units import parse_unit
+from ledger.units import is_currency
 
 from .errors import (
     InvalidKey,
@@ -41,12 +40,9 @@ def onboard_partner(session: Session, partner_id: str, *, name: str, industry: s
     roles = set(roles or ())
     if not roles or not roles <= set(ROLES):
         raise InvalidPartner("roles must be issuer, redeemer or both", field="roles")
-    try:
-        if not parse_unit(settlement_currency).is_currency:
-            raise InvalidUnit("not a currency")
-    except InvalidUnit as exc:
+    if not is_currency(settlement_currency):
         raise InvalidPartner(f"{settlement_currency!r} is not a currency we settle in",
-                             field="settlement_currency") from exc
+                             field="settlement_currency")
     if session.get(Partner, partner_id) is not None:
         raise PartnerExists(f"partner {partner_id!r} exists", field="id")
     partner = Partner(id=partner_id, name=name.strip(), industry=industry,

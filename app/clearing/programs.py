@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ledger.accounts import open_account
 from ledger.errors import InvalidUnit
 from ledger.types import utcnow
-from ledger.units import parse_unit
+from ledger.units import is_currency, parse_unit
 
 from .errors import InvalidProgram, InvalidRate, NoRate, ProgramExists, ProgramNotFound
 from .models import Program, ProgramValue
@@ -88,12 +88,8 @@ def set_value(session: Session, code: str, value_per_point, *, currency: str,
     """Version the program's value: from ``effective_from`` on, a point is worth this."""
     program = get_program(session, code)
     rate = _rate(value_per_point)
-    try:
-        if not parse_unit(currency).is_currency:
-            raise InvalidUnit("not a currency")
-    except InvalidUnit as exc:
-        raise InvalidRate(f"{currency!r} is not a currency we settle in",
-                          field="currency") from exc
+    if not is_currency(currency):
+        raise InvalidRate(f"{currency!r} is not a currency we settle in", field="currency")
     effective_from = effective_from or utcnow()
     if not isinstance(effective_from, datetime) or effective_from.tzinfo is None:
         raise InvalidRate("effective_from must be a timezone-aware instant",
