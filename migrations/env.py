@@ -12,6 +12,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import app.api.models  # noqa: F401  (registers the API edge's tables)
 import app.clearing.models  # noqa: F401  (registers the clearing tables)
 from ledger.models import Base
 

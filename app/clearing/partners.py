@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from ledger.types import utcnow
 from ledger.units import is_currency
 
+from .accounts import open_money_accounts
 from .errors import (
     InvalidKey,
     InvalidPartner,
@@ -50,6 +51,7 @@ def onboard_partner(session: Session, partner_id: str, *, name: str, industry: s
                       settlement_currency=settlement_currency, status="active")
     session.add(partner)
     session.flush()
+    open_money_accounts(session, partner.id, settlement_currency)
     return partner
 
 
