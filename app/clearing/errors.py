@@ -82,3 +82,95 @@ class NoRate(ClearingError):
     """A program is valued only from the first effective date of its value."""
 
     code = "no_rate"
+
+
+class InvalidAgreement(ClearingError):
+    """An agreement names a program and a redeemer (an active partner with the redeemer
+    role, not the program's owner) or a target program; its currency is the settlement
+    currency of every partner whose money it moves; rates are decimals of at most 8
+    places (a fee rate in [0, 1), a ratio above 0), the spread is never negative, and
+    min/max points are positive with min <= max."""
+
+    code = "invalid_agreement"
+
+
+class AgreementExists(ClearingError):
+    """One agreement per program and redeemer, or per source and target program."""
+
+    code = "agreement_exists"
+
+
+class AgreementNotFound(ClearingError):
+    """An agreement id names an agreement that exists."""
+
+    code = "agreement_not_found"
+
+
+class NoAgreement(ClearingError):
+    """Points cross to another partner or program only under an agreement in force."""
+
+    code = "no_agreement"
+
+
+class InvalidMember(ClearingError):
+    """A customer reference is 1-100 printable characters; contact data is a flat object
+    of short strings (name, email, phone)."""
+
+    code = "invalid_member"
+
+
+class MemberNotFound(ClearingError):
+    """An operation names a member the partner has linked (by its customer reference)."""
+
+    code = "member_not_found"
+
+
+class MemberAlreadyLinked(ClearingError):
+    """A partner links one customer reference to one member, and a member once."""
+
+    code = "member_already_linked"
+
+
+class MemberFrozen(ClearingError):
+    """A frozen member earns, spends and converts nothing until unfrozen."""
+
+    code = "member_frozen"
+
+
+class InvalidMemberToken(ClearingError):
+    """A member token is one the platform issued, not yet expired."""
+
+    code = "invalid_member_token"
+
+
+class InvalidOperation(ClearingError):
+    """An operation's input has the right shape: positive whole points within limits,
+    a known kind, timestamps with a timezone."""
+
+    code = "invalid_operation"
+
+
+class NotPermitted(ClearingError):
+    """A partner issues only its own program's points (or the coalition's, as an issuer),
+    redeems only as a redeemer, and reverses, captures or voids only its own operations."""
+
+    code = "not_permitted"
+
+
+class OperationNotFound(ClearingError):
+    """An operation id names one of the partner's own operations."""
+
+    code = "operation_not_found"
+
+
+class InsufficientPoints(ClearingError):
+    """A member spends, converts or loses at most the unexpired points they hold."""
+
+    code = "insufficient_points"
+
+
+class OutsideLimits(ClearingError):
+    """A conversion moves at least the agreement's minimum and at most its maximum of
+    source points, and yields at least one target point."""
+
+    code = "outside_limits"
