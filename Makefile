@@ -24,10 +24,11 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-## run: install, migrate the embedded SQLite database, serve on $(HOST):$(PORT)
+## run: install, migrate the embedded SQLite database, seed demo data, serve on $(HOST):$(PORT)
 run: install
 	$(BIN)/pointclear db upgrade
 	$(BIN)/pointclear keys init > /dev/null
+	$(BIN)/pointclear demo seed
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --access-logfile - wsgi:application
 
 ## test: install, run the whole suite on SQLite, then on PostgreSQL

@@ -7,7 +7,7 @@ from flask import Flask
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app from the environment (see :mod:`app.config`) and ``test_config``."""
-    from . import cli, config, db, errors, health
+    from . import api, cli, config, db, errors, health
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.from_environ(app.instance_path))
@@ -16,5 +16,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     errors.init_app(app)
     health.init_app(app)
+    api.init_app(app)
     cli.init_app(app)
     return app

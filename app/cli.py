@@ -1,7 +1,7 @@
 """The ``pointclear`` command: Flask's CLI plus the platform's own command groups.
 
     pointclear db upgrade|current|check     schema (Alembic)
-    pointclear keys init|show               the platform signing key
+    pointclear keys init|show               the platform signing key (init: and data key)
     pointclear ledger verify|seal|expire-holds
     pointclear partners ... / programs ...  onboarding (see app/admin_cli.py)
     pointclear run                          Flask's development server
@@ -22,6 +22,7 @@ from ledger.seal import key_id, seal
 from ledger.verify import verify
 
 from . import db, signing
+from .clearing import crypto
 
 
 def _create_app():
@@ -36,12 +37,12 @@ def main():
 
     Configuration comes from the environment: POINTCLEAR_DATABASE_URL (default: SQLite
     file instance/pointclear.db), POINTCLEAR_SIGNING_KEY (default:
-    instance/platform-signing-key.pem).
+    instance/platform-signing-key.pem), POINTCLEAR_DATA_KEY (default: instance/data-key).
     """
 
 
 db_cli = AppGroup("db", help="Database schema: Alembic migrations are the only way it changes.")
-keys_cli = AppGroup("keys", help="The platform's Ed25519 signing key.")
+keys_cli = AppGroup("keys", help="The platform's Ed25519 signing key and its data key.")
 ledger_cli = AppGroup("ledger", help="Verify, seal and maintain the double-entry ledger.")
 
 
@@ -80,7 +81,8 @@ def db_check():
 
 @keys_cli.command("init")
 def keys_init():
-    """Create the platform signing key unless it exists; print its public key."""
+    """Create the platform signing key and the data key (which encrypts members' contact
+    data) unless they exist; print the public key and the data key's id."""
     path = current_app.config["SIGNING_KEY"]
     try:
         key = signing.load_private_key(path)
@@ -90,6 +92,19 @@ def keys_init():
         click.echo(f"created signing key at {path}")
     click.echo(f"key id {key_id(key.public_key())}")
     click.echo(signing.public_pem(key.public_key()), nl=False)
+    _init_data_key(current_app.config["DATA_KEY"])
+
+
+def _init_data_key(path) -> None:
+    try:
+        key = crypto.load_data_key(path)
+        click.echo(f"data key exists at {path} (key id {crypto.key_id(key)})")
+    except crypto.DataKeyMissing:
+        key = crypto.create_data_key(path)
+        click.echo(f"created data key at {path} (key id {crypto.key_id(key)}); "
+                   "back it up: contact data cannot be read without it")
+    except ValueError as exc:  # a file that is not a key: never replace it
+        raise click.ClickException(str(exc)) from exc
 
 
 @keys_cli.command("show")
@@ -194,9 +209,10 @@ def ledger_expire_holds(batch):
 
 
 def init_app(app) -> None:
-    from . import admin_cli
+    from . import admin_cli, demo
 
     admin_cli.init_app(app)
+    demo.init_app(app)
     app.cli.add_command(db_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(ledger_cli)

@@ -15,6 +15,10 @@ def from_environ(instance_path: str) -> dict:
     SIGNING_KEY    PEM file of the platform's Ed25519 private key, which signs ledger
                    seals (``pointclear keys init`` creates it);
                    default: ``instance/platform-signing-key.pem``.
+    DATA_KEY       file of the 32-byte key (base64) that encrypts members' contact data
+                   at rest (``pointclear keys init`` creates it; losing it loses that
+                   data, so back it up apart from the database);
+                   default: ``instance/data-key``.
     SEAL_BLOCK_SIZE  transactions per sealed block (default 1000).
     """
     instance = Path(instance_path)
@@ -24,5 +28,6 @@ def from_environ(instance_path: str) -> dict:
         or f"sqlite:///{instance / 'pointclear.db'}",
         "SIGNING_KEY": env.get(f"{ENV_PREFIX}SIGNING_KEY")
         or str(instance / "platform-signing-key.pem"),
+        "DATA_KEY": env.get(f"{ENV_PREFIX}DATA_KEY") or str(instance / "data-key"),
         "SEAL_BLOCK_SIZE": int(env.get(f"{ENV_PREFIX}SEAL_BLOCK_SIZE", "1000")),
     }

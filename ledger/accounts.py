@@ -166,3 +166,20 @@ def close_account(session: Session, code: str) -> AccountInfo:
             field="account",
         )
     return _set_flag(session, code, closed=True)
+
+
+def lock_accounts(session: Session, codes) -> dict[str, AccountInfo]:
+    """Lock the balance rows of guarded accounts until the transaction ends, in the
+    ledger's global order (account id), and return every named account.
+
+    For callers that must read something that depends on a balance (which of a
+    member's points lots to spend) before booking against it: holding the lock from
+    the read to the booking keeps a concurrent spend from reading the same state. The
+    booking re-takes the same locks in the same order, so this cannot deadlock with it.
+    """
+    from .sql import Sql
+
+    sql = Sql(session)
+    accounts = load_accounts(session, codes, sql=sql)
+    sql.lock_balances(sorted(a.id for a in accounts.values() if a.no_overdraft))
+    return accounts

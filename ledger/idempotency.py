@@ -142,6 +142,8 @@ def stored_refusal(record: IdempotencyRecord) -> LedgerError:
     data = record.error or {}
     err = cls(data.get("message", record.error_code), field=data.get("field"),
               **(data.get("details") or {}))
+    if cls is LedgerError:  # a refusal of a layer above the ledger: keep its code
+        err.code = record.error_code
     err.replayed = True
     return err
 

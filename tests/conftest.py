@@ -118,6 +118,7 @@ def app(tmp_path):
         "TESTING": True,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
         "SIGNING_KEY": str(tmp_path / "signing-key.pem"),
+        "DATA_KEY": str(tmp_path / "data-key"),
     })
     with app.app_context():
         from app import db

@@ -174,3 +174,10 @@ class OutsideLimits(ClearingError):
     source points, and yields at least one target point."""
 
     code = "outside_limits"
+
+
+class ImportRejected(ClearingError):
+    """A bulk import books every line or none: one bad line rejects the file, and the
+    refusal lists every bad line (``errors``), not just the first."""
+
+    code = "import_rejected"

@@ -242,7 +242,8 @@ class Operation(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("ledger_transactions.id"),
                                           primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
-    partner_id: Mapped[str] = mapped_column(ForeignKey("clearing_partners.id"))
+    # None for what the platform books on its own: expiry.
+    partner_id: Mapped[str | None] = mapped_column(ForeignKey("clearing_partners.id"))
     counterparty_id: Mapped[str | None] = mapped_column(ForeignKey("clearing_partners.id"))
     member_id: Mapped[str] = mapped_column(ForeignKey("clearing_members.id"))
     program_code: Mapped[str] = mapped_column(ForeignKey("clearing_programs.code"))

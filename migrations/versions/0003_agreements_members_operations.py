@@ -156,7 +156,7 @@ def upgrade() -> None:
     op.create_table('clearing_operations',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('partner_id', sa.String(length=40), nullable=False),
+    sa.Column('partner_id', sa.String(length=40), nullable=True),
     sa.Column('counterparty_id', sa.String(length=40), nullable=True),
     sa.Column('member_id', sa.String(length=40), nullable=False),
     sa.Column('program_code', sa.String(length=16), nullable=False),

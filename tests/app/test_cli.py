@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 
-from app import db
+import pytest
+
+from app import db, signing
+from app.clearing.crypto import key_id as data_key_id
+from app.clearing.crypto import load_data_key
 from app.db import head_revision
 from ledger import credit, debit, open_account, post
 
@@ -96,3 +101,41 @@ def test_verify_exits_nonzero_with_a_readable_report(app, tmp_path):
 def test_expire_holds_reports_a_count(app):
     result = app.test_cli_runner().invoke(args=["ledger", "expire-holds"])
     assert result.exit_code == 0 and "expired 0" in result.output
+
+
+# --- the data key (members' contact data at rest) ---------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _data_key_in_tmp(app, tmp_path):
+    """`keys init` also writes the data key: keep it out of the real instance folder."""
+    app.config["DATA_KEY"] = str(tmp_path / "data-key")
+
+
+def test_keys_init_creates_the_data_key_once(app, tmp_path):
+    runner = app.test_cli_runner()
+    path = tmp_path / "data-key"
+    first = runner.invoke(args=["keys", "init"])
+    assert first.exit_code == 0, first.output
+    key = load_data_key(path)
+    assert f"created data key at {path} (key id {data_key_id(key)})" in first.output
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    second = runner.invoke(args=["keys", "init"])
+    assert f"data key exists at {path} (key id {data_key_id(key)})" in second.output
+    assert load_data_key(path) == key
+
+
+def test_keys_init_adds_a_data_key_beside_an_existing_signing_key(app, tmp_path):
+    signing.create_private_key(app.config["SIGNING_KEY"])
+    result = app.test_cli_runner().invoke(args=["keys", "init"])
+    assert result.exit_code == 0, result.output
+    assert "signing key exists" in result.output and "created data key" in result.output
+    assert len(load_data_key(tmp_path / "data-key")) == 32
+
+
+def test_keys_init_never_replaces_a_file_that_is_not_a_data_key(app, tmp_path):
+    path = tmp_path / "data-key"
+    path.write_text("not a key\n")
+    result = app.test_cli_runner().invoke(args=["keys", "init"])
+    assert result.exit_code != 0
+    assert "does not hold a base64 data key" in result.output
+    assert path.read_text() == "not a key\n"

@@ -33,3 +33,11 @@ def test_importing_wsgi_reads_environment_at_that_moment(monkeypatch, tmp_path):
     sys.modules.pop("wsgi", None)
     wsgi = importlib.import_module("wsgi")
     assert wsgi.application.config["DATABASE_URL"].endswith("w.db")
+
+
+def test_data_key_path_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("POINTCLEAR_DATA_KEY", str(tmp_path / "dk"))
+    assert create_app().config["DATA_KEY"] == str(tmp_path / "dk")
+    monkeypatch.delenv("POINTCLEAR_DATA_KEY")
+    app = create_app({"TESTING": True})
+    assert app.config["DATA_KEY"] == f"{app.instance_path}/data-key"

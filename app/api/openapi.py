@@ -1,0 +1,122 @@
+"""``/v1/openapi.json`` (OpenAPI 3.1) and ``/v1/docs``, built from the same marshmallow
+schemas the views validate with, so the document cannot drift from what is accepted.
+
+Every route under ``/v1`` must be described in :data:`ROUTES`; a test checks that the
+Flask URL map and this table agree.
+"""
+
+from __future__ import annotations
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, Response, current_app, jsonify
+
+from . import schemas
+
+bp = Blueprint("openapi", __name__, url_prefix="/v1")
+
+S = schemas
+P, M = "partner", "member"
+#: (method, path, summary, auth, request schema, response schema, status)
+ROUTES = [
+    ("get", "/v1/partner", "The calling partner", P, None, None, 200),
+    ("get", "/v1/programs", "Programs hosted on the platform", P, None, None, 200),
+    ("get", "/v1/agreements", "Agreements the partner is party to, with terms versions", P,
+     None, None, 200),
+    ("post", "/v1/members", "Link a customer to a platform member", P, S.EnrolSchema,
+     S.LinkSchema, 201),
+    ("get", "/v1/members", "The partner's linked members (paginated)", P, None, None, 200),
+    ("get", "/v1/members/{customer_ref}", "One linked member", P, None, S.LinkSchema, 200),
+    ("post", "/v1/members/{customer_ref}/tokens", "A short-lived member token", P,
+     S.TokenRequestSchema, None, 201),
+    ("get", "/v1/members/{customer_ref}/balances", "A member's balances in the partner's "
+     "programs", P, None, None, 200),
+    ("post", "/v1/issues", "Issue points to a member", P, S.IssueSchema, S.OperationSchema, 201),
+    ("post", "/v1/issues/{operation_id}/clawbacks", "Claw back issued points", P, S.PartSchema,
+     S.OperationSchema, 201),
+    ("post", "/v1/imports", "Bulk-import points with their earn dates", P, S.ImportSchema, None,
+     201),
+    ("post", "/v1/redemptions", "Redeem points at once", P, S.RedeemSchema, S.OperationSchema,
+     201),
+    ("post", "/v1/redemptions/{operation_id}/refunds", "Refund a redemption, in full or part",
+     P, S.PartSchema, S.OperationSchema, 201),
+    ("post", "/v1/authorisations", "Authorise (reserve) a redemption", P, S.AuthoriseSchema,
+     S.OperationSchema, 201),
+    ("post", "/v1/authorisations/{operation_id}/capture", "Capture an authorisation", P,
+     S.PartSchema, S.OperationSchema, 201),
+    ("post", "/v1/authorisations/{operation_id}/void", "Void an authorisation", P,
+     S.EmptySchema, S.OperationSchema, 201),
+    ("post", "/v1/conversions", "Convert points between programs", P, S.ConvertSchema,
+     S.OperationSchema, 201),
+    ("get", "/v1/transactions", "The partner's operations (filters, paginated)", P,
+     S.TransactionQuerySchema, None, 200),
+    ("get", "/v1/transactions/{operation_id}", "One operation with its postings", P, None,
+     S.OperationSchema, 200),
+    ("get", "/v1/me/balances", "The member's balances across all programs", M, None, None, 200),
+    ("get", "/v1/me/transactions", "The member's own operations (paginated)", M,
+     S.TransactionQuerySchema, None, 200),
+]
+
+SECURITY_SCHEMES = {
+    P: {"type": "apiKey", "in": "header", "name": "Pointclear-Signature",
+        "description": "Ed25519 signature over method, path, query, timestamp, nonce and "
+                       "Content-Digest; with Pointclear-Key-Id, Pointclear-Timestamp, "
+                       "Pointclear-Nonce and Content-Digest headers (see README)."},
+    M: {"type": "http", "scheme": "bearer", "description": "a member token (mt_...)"},
+}
+PROBLEM = {"description": "problem+json (RFC 9457) with a stable code and the field at fault",
+           "content": {"application/problem+json": {"schema": {"type": "object"}}}}
+
+
+def _operation(method, path, summary, auth, request_schema, response_schema, status):
+    op = {"summary": summary, "security": [{auth: []}],
+          "responses": {str(status): {"description": "OK"}, "4XX": PROBLEM}}
+    if response_schema is not None:
+        op["responses"][str(status)]["content"] = {"application/json": {
+            "schema": response_schema}}
+    params = [{"name": name.strip("{}"), "in": "path", "required": True,
+               "schema": {"type": "string"}} for name in path.split("/") if name.startswith("{")]
+    if method == "post":
+        params.append({"name": "Idempotency-Key", "in": "header", "required": True,
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 200}})
+        if request_schema is not None:
+            op["requestBody"] = {"required": False, "content": {
+                "application/json": {"schema": request_schema}}}
+    elif request_schema is not None:
+        op["parameters"] = [{"in": "query", "schema": request_schema}]
+    op.setdefault("parameters", []).extend(params)
+    return op
+
+
+def build_spec() -> dict:
+    spec = APISpec(title="Pointclear API", version="1", openapi_version="3.1.0",
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "Partner and member API of the Pointclear "
+                         "loyalty-points clearing house."})
+    for name, scheme in SECURITY_SCHEMES.items():
+        spec.components.security_scheme(name, scheme)
+    paths: dict[str, dict] = {}
+    for route in ROUTES:
+        paths.setdefault(route[1], {})[route[0]] = _operation(*route)
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    if "pointclear.openapi" not in current_app.extensions:
+        current_app.extensions["pointclear.openapi"] = build_spec()
+    return jsonify(current_app.extensions["pointclear.openapi"])
+
+
+@bp.get("/docs")
+def docs():
+    """A plain index of the API: no scripts, no third-party assets."""
+    rows = "".join(f"<tr><td>{m.upper()}</td><td><code>{p}</code></td><td>{s}</td>"
+                   f"<td>{a}</td></tr>" for m, p, s, a, *_ in ROUTES)
+    html = ("<!doctype html><meta charset=utf-8><title>Pointclear API</title>"
+            "<h1>Pointclear API v1</h1><p>Machine-readable: "
+            "<a href=/v1/openapi.json>/v1/openapi.json</a> (OpenAPI 3.1).</p>"
+            f"<table><tr><th>method<th>path<th>what<th>auth</tr>{rows}</table>")
+    return Response(html, mimetype="text/html")

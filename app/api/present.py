@@ -1,0 +1,119 @@
+"""How domain records look to API clients: operations and balances as JSON-ready dicts.
+
+Lists are presented in a handful of queries however long they are: the related rows
+(links, terms versions, authorisation outcomes) are loaded for the whole page at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.clearing import accounts, lots, pricing
+from app.clearing.errors import NoRate
+from app.clearing.models import AgreementTerms, MemberLink, Operation, Program
+from app.clearing.programs import value_at
+from ledger import balance
+from ledger.models import Account, Transaction
+
+MAX_EXPIRIES = 5
+
+
+def _authorisation_states(session: Session, ops: list[Operation], now: datetime) -> dict:
+    ids = [op.id for op in ops if op.kind == "authorisation"]
+    if not ids:
+        return {}
+    holds = dict(session.execute(select(Transaction.id, Transaction.expires_at)
+                                 .where(Transaction.id.in_(ids))).all())
+    outcomes = dict(session.execute(select(Transaction.resolves_id, Transaction.kind)
+                                    .where(Transaction.resolves_id.in_(ids))).all())
+    states = {}
+    for hold_id, expires_at in holds.items():
+        kind = outcomes.get(hold_id)
+        if kind is None:
+            state = "expired" if expires_at and expires_at <= now else "pending"
+        else:
+            state = {"void": "voided", "expiry": "expired"}.get(kind, "captured")
+        states[hold_id] = (state, expires_at)
+    return states
+
+
+def operations(session: Session, ops: list[Operation], viewer: str | None,
+               now: datetime) -> list[dict]:
+    """``ops`` as the partner ``viewer`` (None: the member) sees them."""
+    refs = {}
+    if viewer is not None:
+        refs = dict(session.execute(select(MemberLink.member_id, MemberLink.customer_ref).where(
+            MemberLink.partner_id == viewer,
+            MemberLink.member_id.in_({op.member_id for op in ops}))).all())
+    term_ids = {op.terms_id for op in ops if op.terms_id}
+    versions = dict(session.execute(select(AgreementTerms.id, AgreementTerms.version)
+                                    .where(AgreementTerms.id.in_(term_ids))).all()
+                    ) if term_ids else {}
+    states = _authorisation_states(session, ops, now)
+    return [_operation(op, refs.get(op.member_id), versions.get(op.terms_id),
+                       states.get(op.id, ("posted", None))) for op in ops]
+
+
+def _operation(op: Operation, customer_ref, terms_version, state) -> dict:
+    money = None
+    if op.currency is not None and op.gross is not None:
+        fee = op.fee or 0
+        # A conversion's fee is the platform's spread and its net what the target's
+        # owner receives.
+        money = {"currency": op.currency, "gross": op.gross, "fee": fee, "net": op.gross - fee}
+    return {
+        "id": op.id, "kind": op.kind, "status": state[0], "partner": op.partner_id,
+        "counterparty": op.counterparty_id, "member_id": op.member_id,
+        "customer_ref": customer_ref, "program": op.program_code, "points": op.points,
+        "target_program": op.target_code, "target_points": op.target_points, "money": money,
+        "agreement_id": op.agreement_id, "terms_version": terms_version,
+        "related_id": op.related_id, "reference": op.reference, "expires_at": state[1],
+        "created_at": op.created_at,
+    }
+
+
+def operation(session: Session, op: Operation, viewer: str | None, now: datetime) -> dict:
+    return operations(session, [op], viewer, now)[0]
+
+
+def member_programs(session: Session, member_id: str) -> list[str]:
+    prefix = accounts.member_points(member_id, "")
+    return list(session.scalars(select(Account.unit).where(Account.code.startswith(prefix))
+                                .order_by(Account.unit)))
+
+
+def balances(session: Session, member_id: str, programs: list[str], now: datetime) -> list[dict]:
+    """The member's points per program: available now, held, value, next expiries."""
+    names = dict(session.execute(select(Program.code, Program.name)
+                                 .where(Program.code.in_(programs))).all())
+    out = []
+    for code in programs:
+        ledger_balance = balance(session, accounts.member_points(member_id, code))
+        states = lots.lots(session, member_id, code)
+        expired = sum(lot.remaining for lot in states if lot.expired(now))
+        available = ledger_balance.available - expired
+        expiries: dict[datetime, int] = {}
+        for lot in states:
+            if lot.expires_at is not None and not lot.expired(now):
+                expiries[lot.expires_at] = expiries.get(lot.expires_at, 0) + lot.remaining
+        value, currency = _value(session, code, available, now)
+        out.append({
+            "program": code, "program_name": names.get(code, code), "available": available,
+            "pending": ledger_balance.debits_pending, "expired_unbooked": expired,
+            "value": value, "currency": currency,
+            "next_expiries": [{"expires_at": at, "points": n}
+                              for at, n in sorted(expiries.items())[:MAX_EXPIRIES]],
+        })
+    return out
+
+
+def _value(session, code, points, now):
+    try:
+        version = value_at(session, code, now)
+    except NoRate:
+        return None, None
+    return pricing.round_half_up(points, version.value_per_point, version.currency), \
+        version.currency

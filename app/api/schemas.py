@@ -1,0 +1,157 @@
+"""Request and response shapes of the API (marshmallow 4), one instance per use.
+
+Points are JSON integers. Money is integer minor units (fen for CNY) with its ISO 4217
+``currency``; rates are decimal strings. Instants are RFC 3339 with a UTC offset. Unknown
+fields are refused, so a typo in a field name is a 422 naming it, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from app.clearing.redemptions import MAX_AUTHORISATION
+
+Points = lambda **kw: fields.Integer(strict=True, **kw)  # noqa: E731  (1.5 or "10" refused)
+Ref = lambda **kw: fields.String(validate=validate.Length(1, 100), **kw)  # noqa: E731
+Program = lambda **kw: fields.String(validate=validate.Length(1, 16), **kw)  # noqa: E731
+
+
+class ContactSchema(Schema):
+    name = fields.String(validate=validate.Length(max=200))
+    email = fields.Email(validate=validate.Length(max=200))
+    phone = fields.String(validate=validate.Length(max=200))
+
+
+class EnrolSchema(Schema):
+    customer_ref = Ref(required=True)
+    contact = fields.Nested(ContactSchema)
+    member_token = fields.String(validate=validate.Length(1, 200),
+                                 metadata={"description": "a member token another partner "
+                                           "issued: links this existing member"})
+
+
+class TokenRequestSchema(Schema):
+    ttl_seconds = fields.Integer(strict=True, load_default=900,
+                                 validate=validate.Range(60, 3600))
+
+
+class IssueSchema(Schema):
+    customer_ref = Ref(required=True)
+    program = Program(required=True)
+    points = Points(required=True)
+    reference = fields.String(validate=validate.Length(1, 200))
+
+
+class RedeemSchema(IssueSchema):
+    pass
+
+
+class AuthoriseSchema(IssueSchema):
+    expires_in_seconds = fields.Integer(
+        strict=True, load_default=7 * 24 * 3600,
+        validate=validate.Range(60, int(MAX_AUTHORISATION.total_seconds())))
+
+
+class PartSchema(Schema):
+    points = Points(metadata={"description": "omit for all that is left"})
+
+
+class ConvertSchema(Schema):
+    customer_ref = Ref(required=True)
+    source = Program(required=True)
+    target = Program(required=True)
+    points = Points(required=True)
+    reference = fields.String(validate=validate.Length(1, 200))
+
+
+class ImportLineSchema(Schema):
+    customer_ref = Ref(required=True)
+    points = Points(required=True)
+    earned_at = fields.AwareDateTime(required=True)
+    reference = fields.String(validate=validate.Length(1, 200))
+
+
+class ImportSchema(Schema):
+    program = Program(required=True)
+    lines = fields.List(fields.Nested(ImportLineSchema), required=True,
+                        validate=validate.Length(1, 10_000))
+
+
+class TransactionQuerySchema(Schema):
+    customer_ref = Ref()
+    program = Program()
+    kind = fields.String(validate=validate.OneOf(
+        ("issue", "import", "redemption", "authorisation", "capture", "void", "refund",
+         "clawback", "conversion", "expiry")))
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+    cursor = fields.String()
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+
+
+class PageQuerySchema(Schema):
+    cursor = fields.String()
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+
+
+# --- responses -----------------------------------------------------------------------------
+
+class MoneySchema(Schema):
+    currency = fields.String()
+    gross = fields.Integer(metadata={"description": "minor units the program's owner pays"})
+    fee = fields.Integer(metadata={"description": "minor units the platform keeps (fee or "
+                                   "spread)"})
+    net = fields.Integer(metadata={"description": "minor units the other side receives"})
+
+
+class OperationSchema(Schema):
+    id = fields.UUID()
+    kind = fields.String()
+    status = fields.String(metadata={"description": "posted; for an authorisation pending, "
+                                     "captured, voided or expired"})
+    partner = fields.String(allow_none=True)
+    counterparty = fields.String(allow_none=True)
+    member_id = fields.String()
+    customer_ref = fields.String(allow_none=True)
+    program = fields.String()
+    points = fields.Integer()
+    target_program = fields.String(allow_none=True)
+    target_points = fields.Integer(allow_none=True)
+    money = fields.Nested(MoneySchema, allow_none=True)
+    agreement_id = fields.String(allow_none=True)
+    terms_version = fields.Integer(allow_none=True)
+    related_id = fields.UUID(allow_none=True)
+    reference = fields.String(allow_none=True)
+    expires_at = fields.AwareDateTime(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+
+class LinkSchema(Schema):
+    customer_ref = fields.String()
+    member_id = fields.String()
+    status = fields.String()
+    contact = fields.Nested(ContactSchema, allow_none=True)
+    linked_at = fields.AwareDateTime()
+
+
+class ExpirySchema(Schema):
+    expires_at = fields.AwareDateTime()
+    points = fields.Integer()
+
+
+class BalanceSchema(Schema):
+    program = fields.String()
+    program_name = fields.String()
+    available = fields.Integer(metadata={"description": "points that can be spent now"})
+    pending = fields.Integer(metadata={"description": "points held by authorisations"})
+    expired_unbooked = fields.Integer(metadata={"description": "expired points the expiry "
+                                                "job has not booked yet"})
+    value = fields.Integer(allow_none=True, metadata={"description": "available x value per "
+                                                      "point, minor units"})
+    currency = fields.String(allow_none=True)
+    next_expiries = fields.List(fields.Nested(ExpirySchema))
+
+
+
+class EmptySchema(Schema):
+    """A body with no fields (``{}`` or none at all)."""
