@@ -209,9 +209,10 @@ def ledger_expire_holds(batch):
 
 
 def init_app(app) -> None:
-    from . import admin_cli, demo
+    from . import admin_cli, demo, members_cli
 
     admin_cli.init_app(app)
+    members_cli.init_app(app)
     demo.init_app(app)
     app.cli.add_command(db_cli)
     app.cli.add_command(keys_cli)

@@ -1,0 +1,39 @@
+"""`pointclear members` and `pointclear demo seed`, as an operator uses them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _cli(app, *args):
+    return app.test_cli_runner().invoke(args=list(args))
+
+
+def test_seed_then_freeze_and_unfreeze_a_member(app):
+    from app.clearing.crypto import create_data_key
+
+    create_data_key(app.config["DATA_KEY"])
+    seeded = _cli(app, "demo", "seed")
+    assert seeded.exit_code == 0 and "seeded the demo data" in seeded.output, seeded.output
+    keys = Path(app.config["DATA_KEY"]).parent / "demo-keys"
+    assert sorted(p.name for p in keys.glob("*.pem")) == ["banka.pem", "megamart.pem",
+                                                         "skyair.pem"]
+    assert "already present" in _cli(app, "demo", "seed").output
+
+    shown = _cli(app, "members", "show", "c-1", "--partner", "banka")
+    assert shown.exit_code == 0, shown.output
+    assert "linked at megamart as mm-1" in shown.output
+    assert "BANKA: 5000 available, 0 held" in shown.output
+    member_id = shown.output.split()[0]
+
+    frozen = _cli(app, "members", "freeze", "mm-1", "--partner", "megamart")
+    assert frozen.output.strip() == f"{member_id} is frozen"
+    assert "status=frozen" in _cli(app, "members", "show", member_id).output
+    assert _cli(app, "members", "unfreeze", member_id).output.strip() == f"{member_id} is active"
+
+
+def test_unknown_members_are_named(app):
+    r = _cli(app, "members", "freeze", "nobody")
+    assert r.exit_code == 1 and "member_not_found" in r.output
+    r = _cli(app, "members", "show", "c-9", "--partner", "banka")
+    assert r.exit_code == 1 and "member_not_found" in r.output
