@@ -10,7 +10,7 @@ lot with its real earn date, so imported points expire when they would have.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,10 +25,12 @@ from ledger.units import check_amount
 from . import accounts, lots, members
 from .errors import ImportRejected, InvalidOperation
 from .models import Lot, MemberLink, Operation
-from .operations import funding, may_issue, check_reference, context, get_operation, record
+from .operations import check_reference, context, funding, may_issue, record
 from .programs import get_program
 
 MAX_LINES = 10_000
+#: Points earned before this are not points any program still owes.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _line_keys(partner_id: str, key: str | None, n: int) -> list[IdempotencyKey | None]:
@@ -50,6 +52,12 @@ def _check_line(ctx, program, i: int, line) -> tuple:
     earned_at = line.get("earned_at")
     if not isinstance(earned_at, datetime) or earned_at.tzinfo is None:
         raise InvalidOperation("earned_at must be a timezone-aware instant", field="earned_at")
+    try:
+        earned_at = earned_at.astimezone(timezone.utc)
+    except OverflowError:
+        earned_at = EARLIEST - timedelta(days=1)  # before year 1 in UTC: refused below
+    if earned_at < EARLIEST:
+        raise InvalidOperation(f"earned_at must be after {EARLIEST:%Y-%m-%d}", field="earned_at")
     if earned_at > ctx.now:
         raise InvalidOperation("earned_at is in the future", field="earned_at")
     expires_at = lots.expiry_of(program.expiry_months, earned_at)
@@ -85,9 +93,9 @@ def _replayed(ctx, program, lines: list, key: str) -> list[Operation]:
                                    "different import", field="idempotency_key")
     if len(found) != len(lines) or keys[-1].key in found:
         raise conflict
-    for record in found.values():
-        if record.transaction_id is None:
-            raise idem.stored_refusal(record)
+    for stored in found.values():
+        if stored.transaction_id is None:
+            raise idem.stored_refusal(stored)
     ids = [found[k.key].transaction_id for k in keys[:-1]]
     refs = list({line.get("customer_ref") for line in lines if isinstance(line, dict)
                  and isinstance(line.get("customer_ref"), str)})

@@ -108,9 +108,12 @@ def _move(session: Session, taken: list[tuple[int, int]], transaction_id, kind: 
 
 def choose(session: Session, member_id: str, program: str, points: int, now: datetime, *,
            first_lot: int | None = None) -> list[tuple[int, int]]:
-    """Which lots ``points`` come from: unexpired ones, oldest first (``first_lot``, if
-    given, before all others). Raises :class:`InsufficientPoints` if they do not reach."""
-    usable = [lot for lot in lots(session, member_id, program) if not lot.expired(now)]
+    """Which lots ``points`` come from: unexpired ones, oldest first. ``first_lot`` (a
+    clawback's own issue) goes before all others, even expired: taking back points that
+    would otherwise become breakage never costs the member valid ones. Raises
+    :class:`InsufficientPoints` if they do not reach."""
+    usable = [lot for lot in lots(session, member_id, program)
+              if lot.id == first_lot or not lot.expired(now)]
     usable.sort(key=lambda lot: lot.id != first_lot)  # stable: otherwise oldest first
     taken, left = [], points
     for lot in usable:
