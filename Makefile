@@ -52,6 +52,7 @@ test-postgres: install
 ## bench: the benchmarks in bench/ (PostgreSQL), figures beside a plain-SQL baseline
 bench: install
 	PG_BENCH_URL=$(PG_BENCH_URL) $(BIN)/python bench/ledger_post.py
+	PG_BENCH_URL=$(PG_BENCH_URL) $(BIN)/python bench/clearing_redeem.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
