@@ -20,14 +20,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from functools import wraps
 from typing import Callable
 
-from flask import Response, g, request
+from flask import Response, current_app, g, request
 from marshmallow import Schema, ValidationError
 
 from app import db
 from app.clearing import members
+from app.clearing.crypto import ContactCipher, load_data_key
 from app.clearing.errors import InvalidMemberToken
 from app.errors import PROBLEM_JSON, problem, problem_for
 from ledger.errors import LedgerError
@@ -47,34 +49,85 @@ def partner_required(view):
     return wrapper
 
 
+class MemberAuthError(signatures.AuthError):
+    """A member endpoint's 401: it challenges with the Bearer scheme (RFC 6750)."""
+
+
+def member_auth_problem(err: MemberAuthError) -> Response:
+    response = problem(err.status, err.code, err.detail, field=err.header)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="pointclear-members"'
+    return response
+
+
 def member_required(view):
     """``Authorization: Bearer mt_...``: the member the token was issued for."""
     @wraps(view)
     def wrapper(*args, **kwargs):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise signatures.AuthError("member_token_missing",
-                                       "send Authorization: Bearer <member token>",
-                                       header="Authorization")
+            raise MemberAuthError("member_token_missing",
+                                  "send Authorization: Bearer <member token>",
+                                  header="Authorization")
         try:
             g.member_token = read(lambda s: members.member_for_token(s, token.strip()))
         except InvalidMemberToken as exc:
-            raise signatures.AuthError("invalid_member_token", exc.message,
-                                       header="Authorization") from exc
+            raise MemberAuthError("invalid_member_token", exc.message,
+                                  header="Authorization") from exc
         return view(*args, **kwargs)
     return wrapper
 
 
+def _no_duplicates(pairs):
+    names = [name for name, _ in pairs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValidationError({name: ["the field is given twice"]})
+    return dict(pairs)
+
+
+def _check_text(value, path: str = "") -> None:
+    """Refuse NUL characters anywhere: no database stores them in text."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError({path or "_body": ["must not contain NUL characters"]})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, path or "_body")
+            _check_text(item, f"{path}.{key}".strip("."))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_text(item, f"{path}.{i}".strip("."))
+
+
 def body(schema: Schema) -> dict:
-    """The request's JSON body, loaded by ``schema`` (ValidationError -> 422)."""
-    data = request.get_json(silent=True) if request.get_data() else {}
+    """The request's JSON body, loaded by ``schema`` (ValidationError -> 422).
+
+    Parsed here rather than by Flask so that every malformed body is a 422: invalid
+    UTF-8 or JSON, nesting too deep for the parser, a field given twice (which other
+    parsers would read differently), NUL characters.
+    """
+    raw = request.get_data()
+    if raw.strip() and request.mimetype != "application/json":
+        raise ValidationError({"_body": ["send the body as application/json"]})
+    try:
+        data = json.loads(raw, object_pairs_hook=_no_duplicates) if raw.strip() else {}
+    except (ValueError, RecursionError):
+        raise ValidationError({"_body": ["the body is not valid JSON"]}) from None
     if not isinstance(data, dict):
         raise ValidationError({"_body": ["the body must be a JSON object"]})
+    _check_text(data)
     return schema.load(data)
 
 
 def query(schema: Schema) -> dict:
-    return schema.load(request.args.to_dict())
+    args = request.args.to_dict()
+    _check_text(args)
+    return schema.load(args)
+
+
+def check_path(view_args: dict | None) -> None:
+    """Refuse path parameters with NUL characters (registered before every request)."""
+    _check_text(view_args or {})
 
 
 def read(work: Callable):
@@ -91,8 +144,30 @@ def _json(status: int, payload: str, *, replayed: bool = False) -> Response:
     return response
 
 
-def write(work: Callable, *, status: int = 201) -> Response:
-    """Run ``work(session, key) -> dict`` as the request's one idempotent unit of work."""
+def cipher() -> ContactCipher:
+    """The data-key cipher (contact data, secret responses), read once per process."""
+    if "pointclear.cipher" not in current_app.extensions:
+        current_app.extensions["pointclear.cipher"] = ContactCipher(
+            load_data_key(current_app.config["DATA_KEY"]))
+    return current_app.extensions["pointclear.cipher"]
+
+
+def _sealed(partner_id: str, key: str, payload: str) -> str:
+    return cipher().encrypt(f"idempotency:{partner_id}:{key}", {"body": payload})
+
+
+def _unsealed(partner_id: str, key: str, stored: str) -> str:
+    if stored.startswith("{"):
+        return stored
+    return cipher().decrypt(f"idempotency:{partner_id}:{key}", stored)["body"]
+
+
+def write(work: Callable, *, status: int = 201, secret: bool = False) -> Response:
+    """Run ``work(session, key) -> dict`` as the request's one idempotent unit of work.
+
+    ``secret``: the answer holds a credential (a member token); the copy kept for
+    replays is sealed with the data key, never stored in clear.
+    """
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return problem(400, "idempotency_key_missing",
@@ -107,7 +182,8 @@ def write(work: Callable, *, status: int = 201) -> Response:
                                  request.get_data())
     begun = idempotency.begin(sessions, partner_id, key, fp)
     if begun.kind == idempotency.REPLAY:
-        return _json(begun.status_code, begun.response, replayed=True)
+        return _json(begun.status_code, _unsealed(partner_id, key, begun.response),
+                     replayed=True)
     if begun.kind == idempotency.MISMATCH:
         return problem(422, "idempotency_key_reused", f"{IDEMPOTENCY_HEADER} {key!r} was "
                        "already used for a different request", field=IDEMPOTENCY_HEADER)
@@ -116,7 +192,8 @@ def write(work: Callable, *, status: int = 201) -> Response:
 
     def unit(session):
         payload = json.dumps(work(session, key), default=JSONProvider.default)
-        idempotency.finish(session, partner_id, key, begun.token, status, payload)
+        kept = _sealed(partner_id, key, payload) if secret else payload
+        idempotency.finish(session, partner_id, key, begun.token, status, kept)
         return payload
 
     try:
@@ -148,11 +225,20 @@ def encode_cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{2,400}")
+
+
 def decode_cursor(cursor: str | None) -> str | None:
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not _CURSOR.fullmatch(cursor):
+            raise ValueError("not base64url")
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        _check_text(value, "cursor")
+        if not value:
+            raise ValueError("empty")
+        return value
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValidationError({"cursor": ["not a cursor this API returned"]}) from exc
 

@@ -15,7 +15,7 @@ from .edge import member_required, page, query, read
 from .transactions import filtered
 
 bp = Blueprint("me", __name__, url_prefix="/v1/me")
-query_schema = schemas.TransactionQuerySchema()
+query_schema = schemas.MemberTransactionQuerySchema()
 
 
 @bp.get("/balances")
@@ -36,8 +36,6 @@ def balances():
 def transactions():
     """The member's own operations, newest first (same filters as a partner's list)."""
     args = query(query_schema)
-    if "customer_ref" in args:
-        args.pop("customer_ref")  # a member sees only themselves anyway
 
     def work(session):
         statement = select(Operation).where(Operation.member_id == g.member_token.member_id)

@@ -4,29 +4,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, g, jsonify
 
 from app.clearing import members
-from app.clearing.crypto import ContactCipher, load_data_key
 from app.clearing.models import MemberLink
 from ledger.types import utcnow
 
 from . import present, schemas
 from .catalog import visible_programs
-from .edge import body, decode_cursor, page, partner_required, query, read, write
+from .edge import body, cipher, decode_cursor, page, partner_required, query, read, write
 
 bp = Blueprint("members", __name__, url_prefix="/v1/members")
 enrol_schema = schemas.EnrolSchema()
 token_schema = schemas.TokenRequestSchema()
 page_schema = schemas.PageQuerySchema()
-
-
-def cipher() -> ContactCipher:
-    """The contact-data cipher, its key read once per process from DATA_KEY."""
-    if "pointclear.cipher" not in current_app.extensions:
-        current_app.extensions["pointclear.cipher"] = ContactCipher(
-            load_data_key(current_app.config["DATA_KEY"]))
-    return current_app.extensions["pointclear.cipher"]
 
 
 def link_out(session, link: MemberLink) -> dict:
@@ -81,7 +72,7 @@ def issue_token(customer_ref):
         token, expires_at = members.issue_token(session, g.partner_id, customer_ref,
                                                 ttl=timedelta(seconds=data["ttl_seconds"]))
         return {"token": token, "expires_at": expires_at, "token_type": "Bearer"}
-    return write(work)
+    return write(work, secret=True)
 
 
 @bp.get("/<customer_ref>/balances")

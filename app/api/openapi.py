@@ -25,7 +25,8 @@ ROUTES = [
      None, None, 200),
     ("post", "/v1/members", "Link a customer to a platform member", P, S.EnrolSchema,
      S.LinkSchema, 201),
-    ("get", "/v1/members", "The partner's linked members (paginated)", P, None, None, 200),
+    ("get", "/v1/members", "The partner's linked members (paginated)", P, S.PageQuerySchema,
+     None, 200),
     ("get", "/v1/members/{customer_ref}", "One linked member", P, None, S.LinkSchema, 200),
     ("post", "/v1/members/{customer_ref}/tokens", "A short-lived member token", P,
      S.TokenRequestSchema, None, 201),
@@ -54,7 +55,7 @@ ROUTES = [
      S.OperationSchema, 200),
     ("get", "/v1/me/balances", "The member's balances across all programs", M, None, None, 200),
     ("get", "/v1/me/transactions", "The member's own operations (paginated)", M,
-     S.TransactionQuerySchema, None, 200),
+     S.MemberTransactionQuerySchema, None, 200),
 ]
 
 SECURITY_SCHEMES = {

@@ -7,13 +7,26 @@ fields are refused, so a typo in a field name is a 422 naming it, never silently
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from datetime import timezone
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from app.clearing.redemptions import MAX_AUTHORISATION
 
 Points = lambda **kw: fields.Integer(strict=True, **kw)  # noqa: E731  (1.5 or "10" refused)
 Ref = lambda **kw: fields.String(validate=validate.Length(1, 100), **kw)  # noqa: E731
 Program = lambda **kw: fields.String(validate=validate.Length(1, 16), **kw)  # noqa: E731
+
+
+class UTCInstant(fields.AwareDateTime):
+    """An RFC 3339 instant with an offset, which must exist in UTC (years 1-9999)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        instant = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return instant.astimezone(timezone.utc)
+        except OverflowError as exc:
+            raise ValidationError("the instant is outside the calendar in UTC") from exc
 
 
 class ContactSchema(Schema):
@@ -67,7 +80,7 @@ class ConvertSchema(Schema):
 class ImportLineSchema(Schema):
     customer_ref = Ref(required=True)
     points = Points(required=True)
-    earned_at = fields.AwareDateTime(required=True)
+    earned_at = UTCInstant(required=True)
     reference = fields.String(validate=validate.Length(1, 200))
 
 
@@ -77,16 +90,19 @@ class ImportSchema(Schema):
                         validate=validate.Length(1, 10_000))
 
 
-class TransactionQuerySchema(Schema):
-    customer_ref = Ref()
+class MemberTransactionQuerySchema(Schema):
     program = Program()
     kind = fields.String(validate=validate.OneOf(
         ("issue", "import", "redemption", "authorisation", "capture", "void", "refund",
          "clawback", "conversion", "expiry")))
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
+    since = UTCInstant()
+    until = UTCInstant()
     cursor = fields.String()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+
+
+class TransactionQuerySchema(MemberTransactionQuerySchema):
+    customer_ref = Ref()
 
 
 class PageQuerySchema(Schema):

@@ -120,14 +120,14 @@ def record(ctx: Context, txn, kind: str, *, program: str, points: int, **fields)
 def get_operation(session: Session, partner_id: str, operation_id) -> Operation:
     """One of the partner's operations: booked by it or moving its money or points."""
     try:
-        operation_id = operation_id if isinstance(operation_id, uuid.UUID) else uuid.UUID(
+        wanted = operation_id if isinstance(operation_id, uuid.UUID) else uuid.UUID(
             str(operation_id))
     except ValueError:
-        operation_id = None
-    operation = session.get(Operation, operation_id) if operation_id else None
+        wanted = None
+    operation = session.get(Operation, wanted) if wanted else None
     if operation is None or partner_id not in (operation.partner_id, operation.counterparty_id):
-        raise OperationNotFound(f"no operation {operation_id} of partner {partner_id!r}",
-                                field="operation_id")
+        raise OperationNotFound(f"no operation {str(operation_id)[:60]!r} of partner "
+                                f"{partner_id!r}", field="operation_id")
     return operation
 
 
