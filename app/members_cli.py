@@ -13,7 +13,7 @@ from ledger.types import utcnow
 
 from . import db
 from .admin_cli import _run
-from .api import present
+from .clearing import balances as balances_of
 from .clearing import members
 from .clearing.errors import MemberNotFound
 
@@ -37,8 +37,8 @@ def show(member, partner):
         click.echo(f"{m.id}  status={m.status}  since {m.created_at:%Y-%m-%d}")
         for link in members.links_of_member(session, member_id):
             click.echo(f"  linked at {link.partner_id} as {link.customer_ref}")
-        programs = present.member_programs(session, member_id)
-        for b in present.balances(session, member_id, programs, utcnow()):
+        programs = balances_of.member_programs(session, member_id)
+        for b in balances_of.balances(session, member_id, programs, utcnow()):
             click.echo(f"  {b['program']}: {b['available']} available, {b['pending']} held"
                        + (f", {b['expired_unbooked']} expired" if b["expired_unbooked"] else ""))
     with db.read_session_factory()() as session:

@@ -199,16 +199,27 @@ def write(work: Callable, *, status: int = 201, secret: bool = False) -> Respons
     try:
         payload = run(sessions, unit, idempotent=True)
     except LedgerError as err:
-        refusal = problem_for(err)
-        idempotency.finish_separately(sessions, partner_id, key, begun.token,
-                                      refusal.status_code, refusal.get_data(as_text=True))
-        return refusal
+        return _refused(sessions, partner_id, key, begun.token, err)
     except idempotency.LostOwnership:
         return _busy(key)
     except BaseException:
         idempotency.abandon(sessions, partner_id, key, begun.token)
         raise
     return _json(status, payload)
+
+
+def _refused(sessions, partner_id: str, key: str, token: str, err: LedgerError) -> Response:
+    """Keep the refusal for retries; if the key was taken over meanwhile, say busy."""
+    refusal = problem_for(err)
+    try:
+        idempotency.finish_separately(sessions, partner_id, key, token, refusal.status_code,
+                                      refusal.get_data(as_text=True))
+    except idempotency.LostOwnership:
+        return _busy(key)
+    except BaseException:
+        idempotency.abandon(sessions, partner_id, key, token)
+        raise
+    return refusal
 
 
 def _busy(key: str) -> Response:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 from sqlalchemy import select
 
+from app.clearing import balances as balances_of
 from app.clearing.models import Operation
 from ledger.types import utcnow
 
@@ -25,9 +26,9 @@ def balances():
     member_id = g.member_token.member_id
 
     def work(session):
-        programs = present.member_programs(session, member_id)
+        programs = balances_of.member_programs(session, member_id)
         return {"member_id": member_id,
-                "balances": present.balances(session, member_id, programs, utcnow())}
+                "balances": balances_of.balances(session, member_id, programs, utcnow())}
     return jsonify(read(work))
 
 

@@ -6,11 +6,12 @@ from datetime import timedelta
 
 from flask import Blueprint, g, jsonify
 
+from app.clearing import balances as balances_of
 from app.clearing import members
 from app.clearing.models import MemberLink
 from ledger.types import utcnow
 
-from . import present, schemas
+from . import schemas
 from .catalog import visible_programs
 from .edge import body, cipher, decode_cursor, page, partner_required, query, read, write
 
@@ -21,9 +22,13 @@ page_schema = schemas.PageQuerySchema()
 
 
 def link_out(session, link: MemberLink) -> dict:
+    """A link as its partner sees it: the contact data only to the partner that enrolled
+    the member (and gave it); partners linked later see none."""
     member = members.get_member(session, link.member_id)
+    keeper = members.enrolled_by(session, member.id) == link.partner_id
     return {"customer_ref": link.customer_ref, "member_id": member.id,
-            "status": member.status, "contact": members.contact_of(member, cipher()),
+            "status": member.status,
+            "contact": members.contact_of(member, cipher()) if keeper else None,
             "linked_at": link.created_at}
 
 
@@ -38,7 +43,7 @@ def enrol():
                              contact=data.get("contact"), cipher=cipher(),
                              member_token=data.get("member_token"))
         return link_out(session, link)
-    return write(work)
+    return write(work, secret=True)  # the answer holds contact data: sealed at rest
 
 
 @bp.get("")
@@ -82,8 +87,8 @@ def balances(customer_ref):
     def work(session):
         member = members.member_of(session, g.partner_id, customer_ref)
         mine = set(visible_programs(session, g.partner_id))
-        programs = [p for p in present.member_programs(session, member.id) if p in mine]
+        programs = [p for p in balances_of.member_programs(session, member.id) if p in mine]
         return {"customer_ref": customer_ref,
-                "balances": present.balances(session, member.id, programs, utcnow())}
+                "balances": balances_of.balances(session, member.id, programs, utcnow())}
     return jsonify(read(work))
 

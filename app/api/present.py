@@ -11,14 +11,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.clearing import accounts, lots, pricing
-from app.clearing.errors import NoRate
-from app.clearing.models import AgreementTerms, MemberLink, Operation, Program
-from app.clearing.programs import value_at
-from ledger import balance
-from ledger.models import Account, Transaction
-
-MAX_EXPIRIES = 5
+from app.clearing.models import AgreementTerms, MemberLink, Operation
+from ledger.models import Transaction
 
 
 def _authorisation_states(session: Session, ops: list[Operation], now: datetime) -> dict:
@@ -53,8 +47,19 @@ def operations(session: Session, ops: list[Operation], viewer: str | None,
                                     .where(AgreementTerms.id.in_(term_ids))).all()
                     ) if term_ids else {}
     states = _authorisation_states(session, ops, now)
-    return [_operation(op, refs.get(op.member_id), versions.get(op.terms_id),
-                       states.get(op.id, ("posted", None))) for op in ops]
+    out = [_operation(op, refs.get(op.member_id), versions.get(op.terms_id),
+                      states.get(op.id, ("posted", None))) for op in ops]
+    if viewer is None:  # a member: their points, not the partners' commercial terms
+        for item in out:
+            for name in PARTNER_ONLY:
+                item.pop(name)
+    return out
+
+
+#: What partners see of an operation and its member does not: the money between
+#: partners, the agreement and its terms, the partner's own references.
+PARTNER_ONLY = ("money", "agreement_id", "terms_version", "reference", "counterparty",
+                "customer_ref")
 
 
 def _operation(op: Operation, customer_ref, terms_version, state) -> dict:
@@ -77,43 +82,3 @@ def _operation(op: Operation, customer_ref, terms_version, state) -> dict:
 
 def operation(session: Session, op: Operation, viewer: str | None, now: datetime) -> dict:
     return operations(session, [op], viewer, now)[0]
-
-
-def member_programs(session: Session, member_id: str) -> list[str]:
-    prefix = accounts.member_points(member_id, "")
-    return list(session.scalars(select(Account.unit).where(Account.code.startswith(prefix))
-                                .order_by(Account.unit)))
-
-
-def balances(session: Session, member_id: str, programs: list[str], now: datetime) -> list[dict]:
-    """The member's points per program: available now, held, value, next expiries."""
-    names = dict(session.execute(select(Program.code, Program.name)
-                                 .where(Program.code.in_(programs))).all())
-    out = []
-    for code in programs:
-        ledger_balance = balance(session, accounts.member_points(member_id, code))
-        states = lots.lots(session, member_id, code)
-        expired = sum(lot.remaining for lot in states if lot.expired(now))
-        available = ledger_balance.available - expired
-        expiries: dict[datetime, int] = {}
-        for lot in states:
-            if lot.expires_at is not None and not lot.expired(now):
-                expiries[lot.expires_at] = expiries.get(lot.expires_at, 0) + lot.remaining
-        value, currency = _value(session, code, available, now)
-        out.append({
-            "program": code, "program_name": names.get(code, code), "available": available,
-            "pending": ledger_balance.debits_pending, "expired_unbooked": expired,
-            "value": value, "currency": currency,
-            "next_expiries": [{"expires_at": at, "points": n}
-                              for at, n in sorted(expiries.items())[:MAX_EXPIRIES]],
-        })
-    return out
-
-
-def _value(session, code, points, now):
-    try:
-        version = value_at(session, code, now)
-    except NoRate:
-        return None, None
-    return pricing.round_half_up(points, version.value_per_point, version.currency), \
-        version.currency

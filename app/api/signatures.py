@@ -179,7 +179,8 @@ def authenticate(sessions, request, *, now: datetime | None = None,
                         f"{signed.key_id!r} over {SCHEME} for this request",
                         header=SIGNATURE) from None
     _remember_nonce(sessions, signed.key_id, signed.nonce, now)
-    _maybe_purge(sessions, older_than=now - timedelta(seconds=2 * tolerance))
+    # + 1: timestamps are whole seconds, so a nonce may be replayable up to 1 s longer.
+    _maybe_purge(sessions, older_than=now - timedelta(seconds=2 * tolerance + 1))
     return partner_id, signed.key_id
 
 

@@ -34,6 +34,14 @@ def platform(role: str, currency: str) -> str:
     return f"platform:{role}:{currency}"
 
 
+def liability(program, currency: str) -> str:
+    """Who answers for a program's points in money: its owner's position, or for the
+    coalition's points the platform's coalition account."""
+    if program.owner_id is None:
+        return platform("coalition", currency)
+    return position(program.owner_id, currency)
+
+
 def open_member_points(session: Session, member_id: str, program: str) -> str:
     code = member_points(member_id, program)
     open_account(session, code, program, no_overdraft=True)

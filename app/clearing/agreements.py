@@ -25,12 +25,13 @@ from .errors import (
     ClearingError,
     InvalidAgreement,
     NoAgreement,
+    NoRate,
     PartnerNotFound,
     ProgramNotFound,
 )
 from .models import Agreement, AgreementTerms, Partner, Program
 from .partners import get_partner
-from .programs import MAX_RATE_PLACES
+from .programs import MAX_RATE_PLACES, value_at
 
 #: The terms each kind of agreement has; the others are NULL in its versions.
 TERMS = {"redemption": ("value_per_point", "fee_rate"),
@@ -57,7 +58,8 @@ def create_redemption(session: Session, program_code: str, redeemer_id: str, *,
     if redeemer.id == program.owner_id:
         raise InvalidAgreement(f"{redeemer.id!r} owns {program.code}: owners redeem their "
                                "own points without an agreement", field="redeemer_id")
-    currency = _one_currency(session, [program.owner_id, redeemer.id], None)
+    currency = _one_currency(session, [program.owner_id, redeemer.id], None,
+                             _coalition_currencies(session, [program]))
     terms = _checked("redemption", {"value_per_point": value_per_point, "fee_rate": fee_rate})
     agreement = Agreement(kind="redemption", program_code=program.code, redeemer_id=redeemer.id,
                           counterparty=redeemer.id, currency=currency)
@@ -81,7 +83,8 @@ def create_conversion(session: Session, program_code: str, target_code: str, *, 
         raise InvalidAgreement("a program converts only into another one", field="target_code")
     if currency is not None and not is_currency(currency):
         raise InvalidAgreement(f"{currency!r} is not a currency we settle in", field="currency")
-    currency = _one_currency(session, [source.owner_id, target.owner_id], currency)
+    currency = _one_currency(session, [source.owner_id, target.owner_id], currency,
+                             _coalition_currencies(session, [source, target]))
     terms = _checked("conversion", dict(zip(TERMS["conversion"], (
         value_per_point, ratio, target_value_per_point, min_points, max_points), strict=True)))
     agreement = Agreement(kind="conversion", program_code=source.code, target_code=target.code,
@@ -252,10 +255,27 @@ def _instant(effective_from: datetime | None) -> datetime:
     return effective_from
 
 
-def _one_currency(session: Session, partner_ids: list[str | None], given: str | None) -> str:
-    """The one settlement currency of the partners (None: the platform) and ``given``."""
+def _coalition_currencies(session: Session, programs: list[Program]) -> set[str]:
+    """The currencies the platform's own programs among ``programs`` are valued in: their
+    points are bought and paid for in that currency, so an agreement must use it too."""
+    found = set()
+    for program in programs:
+        if program.owner_id is None:
+            try:
+                found.add(value_at(session, program.code).currency)
+            except NoRate as exc:
+                raise InvalidAgreement(f"value the coalition program {program.code} first: "
+                                       "its currency decides the agreement's",
+                                       field="currency") from exc
+    return found
+
+
+def _one_currency(session: Session, partner_ids: list[str | None], given: str | None,
+                  valued_in: set[str] = frozenset()) -> str:
+    """The one settlement currency of the partners (None: the platform), ``given`` and
+    the coalition programs' value currency."""
     currencies = {session.get(Partner, p).settlement_currency for p in partner_ids if p}
-    currencies = currencies | {given} - {None}
+    currencies = (currencies | set(valued_in) | {given}) - {None}
     if not currencies:
         raise InvalidAgreement("both programs are the platform's: give the currency",
                                field="currency")

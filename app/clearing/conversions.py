@@ -23,16 +23,19 @@ from ledger.units import check_amount
 
 from . import accounts, lots, pricing
 from .agreements import conversion_terms
-from .errors import NotPermitted, OutsideLimits
-from .models import Operation, Program
+from .errors import NoAgreement, NotPermitted, OutsideLimits, ProgramNotFound
+from .models import Operation
 from .operations import check_reference, context, get_operation, lock_points, record, replayed
 from .programs import get_program
 
 
-def _owner_account(program: Program, currency: str) -> str:
-    if program.owner_id is None:
-        return accounts.platform("coalition", currency)
-    return accounts.position(program.owner_id, currency)
+def _named(lookup, *args, field: str):
+    """Call ``lookup``; a refusal names the request's own field (``source``/``target``)."""
+    try:
+        return lookup(*args)
+    except (ProgramNotFound, NoAgreement) as err:
+        err.field = field
+        raise
 
 
 def _check_limits(terms, points: int, target_points: int) -> None:
@@ -52,11 +55,13 @@ def convert(session: Session, partner_id: str, customer_ref: str, source: str, t
     ctx = context(session, partner_id, customer_ref, idempotency_key=idempotency_key, now=now)
     check_amount(points, field="points")
     check_reference(reference)
-    source_program, target_program = get_program(session, source), get_program(session, target)
+    source_program = _named(get_program, session, source, field="source")
+    target_program = _named(get_program, session, target, field="target")
     if ctx.partner.id not in (source_program.owner_id, target_program.owner_id):
         raise NotPermitted("a partner converts only into or out of its own program",
-                           field="program")
-    agreement, terms = conversion_terms(session, source, target, ctx.now)
+                           field="source")
+    agreement, terms = _named(conversion_terms, session, source, target, ctx.now,
+                              field="target")
     amounts = pricing.conversion(points, terms.ratio, terms.value_per_point,
                                  terms.target_value_per_point, agreement.currency)
     _check_limits(terms, points, amounts.target_points)
@@ -69,8 +74,8 @@ def convert(session: Session, partner_id: str, customer_ref: str, source: str, t
         return earlier
     taken = lots.choose(session, ctx.member.id, source, points, ctx.now)
     currency = agreement.currency
-    money = [debit(_owner_account(source_program, currency), amounts.paid),
-             credit(_owner_account(target_program, currency), amounts.received),
+    money = [debit(accounts.liability(source_program, currency), amounts.paid),
+             credit(accounts.liability(target_program, currency), amounts.received),
              credit(accounts.platform("spread", currency), amounts.spread)]
     txn = post(session, [debit(codes[source], points),
                          credit(f"program:{source}:converted", points),

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ledger import idempotency as idem
 from ledger.batch import Booking, post_many
 from ledger.booking import credit, debit
-from ledger.errors import IdempotencyConflict, LedgerError
+from ledger.errors import ConcurrentChange, IdempotencyConflict, LedgerError
 from ledger.idempotency import IdempotencyKey
 from ledger.units import check_amount
 
@@ -140,9 +140,14 @@ def import_points(session: Session, partner_id: str, program_code: str, lines: l
         bookings.append(Booking((debit(f"program:{program.code}:issued", points),
                                  credit(code, points), *money),
                                 kind="import", idempotency=key, reference=reference))
+    booked = post_many(session, bookings, now=ctx.now)
+    if any(txn.replayed for txn in booked):
+        # Another request with this key committed between our look and our booking:
+        # run again from the start, which then replays it.
+        raise ConcurrentChange("the import's keys were booked meanwhile")
     operations = []
     for txn, (member, points, earned_at, expires_at, reference), (value, amount) in zip(
-            post_many(session, bookings, now=ctx.now), checked, fundings):
+            booked, checked, fundings):
         lots.open_lot(session, member.id, program.code, points, earned_at, expires_at, txn.id)
         ctx.member = member
         operations.append(record(ctx, txn, "import", program=program.code, points=points,

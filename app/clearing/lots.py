@@ -12,7 +12,10 @@ lots, oldest first, by writing *moves*; a lot itself never changes:
   refund never makes old points younger;
 - ``expire`` (negative): the expiry job booked them as breakage.
 
-Expired lots are never spent, even before the expiry job has booked them. Hence, for
+Expired lots are never spent, even before the expiry job has booked them -- with one
+exception on purpose: points an authorisation reserved while they were valid are
+captured even if their lot expired meanwhile (the member spent them at the till when
+the authorisation was made). Hence, for
 every member account, the unexpired lots' remaining points plus the expired lots' not
 yet booked ones equal the ledger's available balance -- :func:`check_agrees` tests it.
 
@@ -28,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ledger.models import Transaction
@@ -72,22 +75,19 @@ def open_lot(session: Session, member_id: str, program: str, points: int,
     return lot
 
 
-def _counting_moves(ignore_hold: uuid.UUID | None = None):
-    """Moves that count now: all but reservations of resolved (or ignored) holds."""
+def _counting_moves():
+    """Moves that count now: all but reservations of resolved holds."""
     resolution = aliased(Transaction)
-    live = ~exists().where(resolution.resolves_id == LotMove.transaction_id)
-    if ignore_hold is not None:
-        live = and_(live, LotMove.transaction_id != ignore_hold)
-    return or_(LotMove.kind != "reserve", live)
+    return or_(LotMove.kind != "reserve",
+               ~exists().where(resolution.resolves_id == LotMove.transaction_id))
 
 
-def lots(session: Session, member_id: str, program: str, *,
-         ignore_hold: uuid.UUID | None = None) -> list[LotState]:
+def lots(session: Session, member_id: str, program: str) -> list[LotState]:
     """The member's lots of ``program`` with points left, oldest first."""
     moved = (select(LotMove.lot_id, func.sum(LotMove.points).label("moved"))
              .join(Lot, Lot.id == LotMove.lot_id)
              .where(Lot.member_id == member_id, Lot.program_code == program,
-                    _counting_moves(ignore_hold))
+                    _counting_moves())
              .group_by(LotMove.lot_id).subquery())
     remaining = Lot.points + func.coalesce(moved.c.moved, 0)
     rows = session.execute(

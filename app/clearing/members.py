@@ -56,16 +56,27 @@ def enrol(session: Session, partner_id: str, customer_ref: str, *, contact: dict
 
     Without ``member_token`` the member is new. With one (issued by another partner and
     shown by the member as consent) the link goes to that member, who must not be frozen;
-    ``contact``, if given, then replaces the member's contact data. The partner must be
-    active, and must not have linked this customer reference or this member before.
+    the token is used up by the link, and ``contact`` is refused: a member's contact
+    data is kept by the partner that enrolled them, never overwritten by another. The
+    partner must be active, and must not have linked this customer reference or this
+    member before.
     """
     partners.require_active(partners.get_partner(session, partner_id))
     _check_customer_ref(customer_ref)
     contact = _checked_contact(contact, cipher)
-    member = None if member_token is None else require_active(
-        get_member(session, member_for_token(session, member_token, now).member_id))
+    member = None
+    if member_token is not None:
+        if contact is not None:
+            raise InvalidMember("contact data cannot be given when linking an existing "
+                                "member", field="contact")
+        token = member_for_token(session, member_token, now)
+        member = require_active(get_member(session, token.member_id))
     _refuse_second_link(session, partner_id, customer_ref, member.id if member else None)
-    return _link(session, partner_id, customer_ref, member, contact, cipher)
+    link = _link(session, partner_id, customer_ref, member, contact, cipher)
+    if member_token is not None:
+        session.delete(token)  # consent to one link, not to any partner for an hour
+        session.flush()
+    return link
 
 
 def _link(session: Session, partner_id: str, customer_ref: str, member: Member | None,
@@ -80,8 +91,6 @@ def _link(session: Session, partner_id: str, customer_ref: str, member: Member |
                 member = Member(id=member_id, status="active",
                                 contact=_sealed(member_id, contact, cipher))
                 session.add(member)
-            elif contact is not None:
-                member.contact = _sealed(member.id, contact, cipher)
             link = MemberLink(partner_id=partner_id, customer_ref=customer_ref,
                               member_id=member.id)
             session.add(link)
@@ -109,10 +118,13 @@ def _refuse_second_link(session: Session, partner_id: str, customer_ref: str,
 
 
 def _check_customer_ref(customer_ref) -> None:
+    """1-100 printable characters, no ``/`` (it is a path segment of the API), no spaces
+    at either end."""
     if (not isinstance(customer_ref, str) or not 1 <= len(customer_ref) <= MAX_CUSTOMER_REF
-            or not customer_ref.isprintable()):
-        raise InvalidMember(f"customer_ref must be 1-{MAX_CUSTOMER_REF} printable characters",
-                            field="customer_ref")
+            or not customer_ref.isprintable() or "/" in customer_ref
+            or customer_ref != customer_ref.strip()):
+        raise InvalidMember(f"customer_ref must be 1-{MAX_CUSTOMER_REF} printable characters, "
+                            "without '/' or spaces at either end", field="customer_ref")
 
 
 # --- lookups and status ---------------------------------------------------------------------
@@ -180,6 +192,12 @@ def links_of_member(session: Session, member_id: str) -> list[MemberLink]:
     get_member(session, member_id)
     return list(session.scalars(select(MemberLink).where(MemberLink.member_id == member_id)
                                 .order_by(MemberLink.partner_id)))
+
+
+def enrolled_by(session: Session, member_id: str) -> str | None:
+    """The partner whose enrolment created the member: the keeper of its contact data."""
+    return session.scalar(select(MemberLink.partner_id).where(MemberLink.member_id == member_id)
+                          .order_by(MemberLink.created_at, MemberLink.id).limit(1))
 
 
 # --- contact data ---------------------------------------------------------------------------

@@ -281,7 +281,8 @@ class Lot(Base):
     points: Mapped[int] = mapped_column(BigInt)
     earned_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    transaction_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("ledger_transactions.id"))
+    transaction_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("ledger_transactions.id"),
+                                                      index=True)
 
 
 class LotMove(Base):

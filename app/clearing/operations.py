@@ -16,14 +16,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from ledger import idempotency as idem
 from ledger.accounts import lock_accounts
-from ledger.booking import credit, debit, post, reverse
-from ledger.errors import AccountNotFound, IdempotencyConflict, ReversalExceedsOriginal
+from ledger.booking import credit, debit, post, reverse, void
+from ledger.errors import (
+    AccountNotFound,
+    IdempotencyConflict,
+    NotPending,
+    ReversalExceedsOriginal,
+)
 from ledger.idempotency import IdempotencyKey
+from ledger.models import Transaction
 from ledger.types import utcnow
 from ledger.units import check_amount
 
@@ -104,7 +110,33 @@ def lock_points(ctx: Context, *programs: str) -> dict[str, str]:
     except AccountNotFound as exc:
         raise InsufficientPoints(f"the member holds no {exc.details['missing'][0]} points",
                                  field="points", available=0) from exc
+    release_expired_holds(ctx.session, ctx.member.id, programs, ctx.now)
     return codes
+
+
+def expired_holds(session: Session, member_id: str, programs, now: datetime) -> list:
+    """The member's authorisations in ``programs`` past their expiry and not resolved:
+    they reserve nothing any more, whether or not the sweep has voided them yet."""
+    resolution = aliased(Transaction)
+    return list(session.execute(
+        select(Operation.id, Operation.program_code, Operation.points)
+        .join(Transaction, Transaction.id == Operation.id)
+        .where(Operation.member_id == member_id, Operation.kind == "authorisation",
+               Operation.program_code.in_(list(programs)), Transaction.expires_at <= now,
+               ~exists().where(resolution.resolves_id == Operation.id))))
+
+
+def release_expired_holds(session: Session, member_id: str, programs, now: datetime) -> int:
+    """Void (as ``expiry``) the member's expired authorisations before a spend, so points
+    an authorisation no longer holds are spendable at once, not after the next run of
+    ``pointclear ledger expire-holds``. Runs under the member's lock."""
+    due = expired_holds(session, member_id, programs, now)
+    for hold_id, _, _ in due:
+        try:
+            void(session, hold_id, kind="expiry", now=now)
+        except NotPending:
+            pass  # the sweep voided it meanwhile: nothing was written by this call
+    return len(due)
 
 
 def record(ctx: Context, txn, kind: str, *, program: str, points: int, **fields) -> Operation:

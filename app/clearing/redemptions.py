@@ -16,6 +16,7 @@ redeems its own points without an agreement and without money.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ledger.booking import Entry, capture as ledger_capture, credit, debit, hold, post
 from ledger.booking import reverse, void as ledger_void
+from ledger.errors import CaptureExceedsPending, NotPending, PendingExpired
 from ledger.types import utcnow
 from ledger.units import check_amount
 
@@ -49,12 +51,6 @@ DEFAULT_AUTHORISATION = timedelta(days=7)
 MAX_AUTHORISATION = timedelta(days=30)
 
 
-def _payer(program: Program, currency: str) -> str:
-    if program.owner_id is None:
-        return accounts.platform("coalition", currency)
-    return accounts.position(program.owner_id, currency)
-
-
 def _terms(ctx: Context, program: Program):
     """The agreement and terms for redeeming ``program`` at the asking partner, or
     (None, None) when the partner owns the program."""
@@ -66,7 +62,7 @@ def _terms(ctx: Context, program: Program):
 
 
 def _money(program: Program, redeemer: str, currency: str, amounts) -> list[Entry]:
-    lines = [debit(_payer(program, currency), amounts.gross),
+    lines = [debit(accounts.liability(program, currency), amounts.gross),
              credit(accounts.position(redeemer, currency), amounts.net),
              credit(accounts.platform("fees", currency), amounts.fee)]
     return [line for line in lines if line.amount]
@@ -154,13 +150,29 @@ def capture(session: Session, partner_id: str, operation_id, points: int | None 
     points = auth.points if points is None else check_amount(points, field="points")
     if (earlier := replayed(ctx, "capture", related_id=auth.id, points=points)) is not None:
         return earlier
+    if points > auth.points:
+        raise CaptureExceedsPending(f"{points} points asked, the authorisation holds "
+                                    f"{auth.points}", field="points")
     code = accounts.member_points(auth.member_id, program.code)
     entries, amounts = _entries(ctx, program, code, points, terms, auth.currency)
-    txn = ledger_capture(session, auth.id, entries, idempotency=ctx.key, now=ctx.now)
+    with _about_the_operation():
+        txn = ledger_capture(session, auth.id, entries, idempotency=ctx.key, now=ctx.now)
     if txn.replayed:
         return get_operation(session, partner_id, txn.id)
     lots.spend_reserved(session, auth.id, points, txn.id)
     return _follow_up(ctx, txn, "capture", auth, points, amounts)
+
+
+@contextmanager
+def _about_the_operation():
+    """The ledger names the pending transaction; the partner named the operation."""
+    try:
+        yield
+    except (NotPending, PendingExpired) as err:
+        err.field = "operation_id"
+        err.message = err.message.replace("transaction", "authorisation", 1)
+        err.args = (err.message,)
+        raise
 
 
 def _follow_up(ctx, txn, kind, original, points, amounts) -> Operation:
@@ -179,7 +191,8 @@ def void(session: Session, partner_id: str, operation_id, *,
                                idempotency_key, now)
     if (earlier := replayed(ctx, "void", related_id=auth.id)) is not None:
         return earlier
-    txn = ledger_void(session, auth.id, idempotency=ctx.key, now=ctx.now)
+    with _about_the_operation():
+        txn = ledger_void(session, auth.id, idempotency=ctx.key, now=ctx.now)
     if txn.replayed:
         return get_operation(session, partner_id, txn.id)
     return _follow_up(ctx, txn, "void", auth, auth.points, None)

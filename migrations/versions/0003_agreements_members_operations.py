@@ -12,6 +12,8 @@ Create Date: 2026-11-22
 from alembic import op
 import sqlalchemy as sa
 
+from datetime import datetime, timezone
+
 APPEND_ONLY = ("clearing_operations", "clearing_lots", "clearing_lot_moves")
 
 
@@ -117,6 +119,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('clearing_lots', schema=None) as batch_op:
         batch_op.create_index('ix_clearing_lots_member_program', ['member_id', 'program_code', 'earned_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_clearing_lots_transaction_id'), ['transaction_id'], unique=False)
 
     op.create_table('clearing_agreement_terms',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -194,6 +197,37 @@ def upgrade() -> None:
 
     # ### end Alembic commands ###
     _append_only_triggers()
+    _open_money_accounts()
+
+
+MONEY_SHARDS = 16  # app.clearing.accounts.MONEY_SHARDS when this was written
+
+
+def _open_money_accounts() -> None:
+    """Partners onboarded before this revision get the money accounts onboarding now
+    opens: their position, and the platform's fee/spread/coalition accounts, in their
+    settlement currency (as app.clearing.accounts.open_money_accounts does)."""
+    bind = op.get_bind()
+    now = datetime.now(timezone.utc)
+    for partner_id, currency in bind.execute(sa.text(
+            "SELECT id, settlement_currency FROM clearing_partners")).all():
+        for code in (f"partner:{partner_id}:position:{currency}",
+                     *(f"platform:{role}:{currency}" for role in ("fees", "spread", "coalition"))):
+            if bind.execute(sa.text("SELECT 1 FROM ledger_accounts WHERE code = :c"),
+                            {"c": code}).first():
+                continue
+            bind.execute(sa.text(
+                "INSERT INTO ledger_accounts (code, unit, no_overdraft, frozen, closed, shards, "
+                "created_at) VALUES (:c, :u, :f, :f, :f, :n, :t)"),
+                {"c": code, "u": currency, "f": False, "n": MONEY_SHARDS, "t": now})
+            account_id = bind.execute(sa.text("SELECT id FROM ledger_accounts WHERE code = :c"),
+                                      {"c": code}).scalar_one()
+            for shard in range(MONEY_SHARDS):
+                bind.execute(sa.text(
+                    "INSERT INTO ledger_balances (account_id, shard, guarded, frozen, closed, "
+                    "debits_posted, credits_posted, debits_pending, credits_pending) "
+                    "VALUES (:a, :s, :f, :f, :f, 0, 0, 0, 0)"),
+                    {"a": account_id, "s": shard, "f": False})
 
 
 def _append_only_triggers() -> None:
@@ -231,6 +265,7 @@ def downgrade() -> None:
     op.drop_table('clearing_lot_moves')
     op.drop_table('clearing_agreement_terms')
     with op.batch_alter_table('clearing_lots', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_clearing_lots_transaction_id'))
         batch_op.drop_index('ix_clearing_lots_member_program')
 
     op.drop_table('clearing_lots')

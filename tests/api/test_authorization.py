@@ -180,7 +180,7 @@ def test_a_partner_converts_only_into_or_out_of_its_own_program(cast, booked):
                                                 "source": cast.id("BANKA"),
                                                 "target": cast.id("SKYMILES"),
                                                 "points": 1000})
-    assert_problem(r, 403, "not_permitted", "program")
+    assert_problem(r, 403, "not_permitted", "source")
     assert balances_of(cast["banka"], "c-1") == {cast.id("BANKA"): (2500, 500)}
 
 

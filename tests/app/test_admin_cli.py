@@ -116,9 +116,15 @@ def test_coalition_conversion_names_its_currency(app):
     _design_example(app)
     args = ["agreements", "create-conversion", "COALITION", "COALITION2", "--ratio", "1",
             "--value-per-point", "0.01", "--target-value-per-point", "0.01"]
-    r = _cli(app, *args)
+    r = _cli(app, *args)  # not valued yet: their currency is not known
     assert r.exit_code == 1 and "invalid_agreement [currency]" in r.output
-    r = _cli(app, *args, "--currency", "HKD")
+    for code in ("COALITION", "COALITION2"):
+        r = _cli(app, "programs", "set-value", code, "0.01", "--currency", "HKD",
+                 "--from", "2026-01-01T00:00:00")
+        assert r.exit_code == 0, r.output
+    r = _cli(app, *args, "--currency", "CNY")  # not what they are valued in
+    assert r.exit_code == 1 and "invalid_agreement [currency]" in r.output
+    r = _cli(app, *args)
     assert r.exit_code == 0 and "HKD" in r.output and "spread 0 " in r.output
 
 

@@ -41,6 +41,9 @@ def world(session):
     for code, owner in [("BANKA", "banka"), ("SKYMILES", "skyair"), ("USMILES", "usair"),
                         ("COALITION", None), ("COALITION2", None)]:
         programs.create_program(session, code, name=code, owner_id=owner)
+    for code, currency in (("COALITION", "CNY"), ("COALITION2", "USD")):
+        programs.set_value(session, code, Decimal("0.01"), currency=currency,
+                           effective_from=T0 - timedelta(days=1))
 
 
 def _redemption(session, program="BANKA", redeemer="megamart", **overrides):
@@ -94,9 +97,15 @@ def test_conversion_banka_into_skymiles(session, world):
 
 
 def test_coalition_programs(session, world):
-    assert _redemption(session, "COALITION").currency == "CNY"  # the redeemer's
-    assert _conversion(session, "COALITION", "SKYMILES").currency == "CNY"  # the target's
-    assert _conversion(session, "COALITION", "COALITION2", currency="USD").currency == "USD"
+    # A coalition program's points are bought in the currency it is valued in: an
+    # agreement on it must use that currency, so it needs a value first.
+    programs.create_program(session, "COALITION3", name="unvalued", owner_id=None)
+    _refused(InvalidAgreement, "currency", _redemption, session, "COALITION3")
+    assert _redemption(session, "COALITION").currency == "CNY"
+    assert _conversion(session, "COALITION", "SKYMILES").currency == "CNY"
+    _refused(InvalidAgreement, "currency", _redemption, session, "COALITION2")  # CNY shop
+    _refused(InvalidAgreement, "currency", _conversion, session, "COALITION", "COALITION2")
+    assert _redemption(session, "COALITION2", "usshop").currency == "USD"
 
 
 @pytest.mark.parametrize("program, redeemer, error, field", [

@@ -138,7 +138,7 @@ def test_no_agreement_ended_agreement_and_not_yet_in_force_are_refused(session, 
     for call in cases:
         with pytest.raises(NoAgreement) as err:
             call()
-        assert err.value.field == "target_program"
+        assert err.value.field == "target"
     agreements.end_agreement(session, world.conversion_id)
     with pytest.raises(NoAgreement):
         conversions.convert(session, "skyair", "sa-1", "BANKA", "SKYMILES", 100, now=T1)
@@ -149,7 +149,7 @@ def test_no_agreement_ended_agreement_and_not_yet_in_force_are_refused(session, 
 def test_only_an_owner_of_one_of_the_programs_converts(session, m, partner, ref):
     with pytest.raises(NotPermitted) as err:
         conversions.convert(session, partner, ref, "BANKA", "SKYMILES", 1_000, now=T1)
-    assert err.value.field == "program"
+    assert err.value.field == "source"
 
 
 def test_expired_points_do_not_convert(session, world):

@@ -241,7 +241,7 @@ REFUSALS = [
     ("unknown-program", None, _issue(10, program="NOPE"), ProgramNotFound, "program"),
     ("no-redemption-agreement", None, _redeem(10, "skyair", "sa-1"), NoAgreement, "program"),
     ("no-conversion-agreement", None, _convert(100, source="SKYMILES", target="BANKA"),
-     NoAgreement, "target_program"),
+     NoAgreement, "target"),
     ("unlinked-customer", None, _issue(10, ref="c-404"), MemberNotFound, "customer_ref"),
     ("another-partners-program", None, _issue(10, "skyair", "sa-1"), NotPermitted, "program"),
     ("not-a-redeemer", None, _redeem(10, "banka", "c-1", "SKYMILES"), NotPermitted, "program"),
