@@ -65,8 +65,16 @@ SECURITY_SCHEMES = {
                        "Pointclear-Nonce and Content-Digest headers (see README)."},
     M: {"type": "http", "scheme": "bearer", "description": "a member token (mt_...)"},
 }
+PROBLEM_SCHEMA = {
+    "type": "object", "required": ["type", "title", "status", "detail", "code"],
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                   "status": {"type": "integer"}, "detail": {"type": "string"},
+                   "code": {"type": "string", "description": "stable, machine-readable"},
+                   "field": {"type": "string", "description": "the input at fault"},
+                   "errors": {"type": "array", "items": {"type": "object"}}}}
 PROBLEM = {"description": "problem+json (RFC 9457) with a stable code and the field at fault",
-           "content": {"application/problem+json": {"schema": {"type": "object"}}}}
+           "content": {"application/problem+json": {
+               "schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
 def _operation(method, path, summary, auth, request_schema, response_schema, status):
@@ -81,7 +89,8 @@ def _operation(method, path, summary, auth, request_schema, response_schema, sta
         params.append({"name": "Idempotency-Key", "in": "header", "required": True,
                        "schema": {"type": "string", "minLength": 1, "maxLength": 200}})
         if request_schema is not None:
-            op["requestBody"] = {"required": False, "content": {
+            required = any(f.required for f in request_schema().fields.values())
+            op["requestBody"] = {"required": required, "content": {
                 "application/json": {"schema": request_schema}}}
     elif request_schema is not None:
         op["parameters"] = [{"in": "query", "schema": request_schema}]
@@ -96,6 +105,7 @@ def build_spec() -> dict:
                          "loyalty-points clearing house."})
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
+    spec.components.schema("Problem", PROBLEM_SCHEMA)
     paths: dict[str, dict] = {}
     for route in ROUTES:
         paths.setdefault(route[1], {})[route[0]] = _operation(*route)
