@@ -3,6 +3,8 @@
     pointclear db upgrade|current|check     schema (Alembic)
     pointclear keys init|show               the platform signing key (init: and data key)
     pointclear ledger verify|seal|expire-holds
+    pointclear authorisations expire        book expired authorisations (and their events)
+    pointclear webhooks deliver             the webhook worker (see app/webhooks/)
     pointclear partners ... / programs ...  onboarding (see app/admin_cli.py)
     pointclear run                          Flask's development server
 """
@@ -17,12 +19,11 @@ from flask import current_app
 from flask.cli import AppGroup, FlaskGroup
 
 from ledger import unit_of_work
-from ledger.booking import expire_due
 from ledger.seal import key_id, seal
 from ledger.verify import verify
 
 from . import db, signing
-from .clearing import crypto
+from .clearing import crypto, redemptions
 
 
 def _create_app():
@@ -44,6 +45,7 @@ def main():
 db_cli = AppGroup("db", help="Database schema: Alembic migrations are the only way it changes.")
 keys_cli = AppGroup("keys", help="The platform's Ed25519 signing key and its data key.")
 ledger_cli = AppGroup("ledger", help="Verify, seal and maintain the double-entry ledger.")
+authorisations_cli = AppGroup("authorisations", help="Batch jobs on POS authorisations.")
 
 
 def _run(work):
@@ -195,25 +197,49 @@ def ledger_seal(block_size, max_blocks):
                    "`ledger verify --tip` checks it)")
 
 
+def _expire_authorisations(batch: int) -> int:
+    """The sweep, one committed batch at a time: each expiry is booked with its
+    operation and its transaction.expired webhook events, in one transaction."""
+    total = 0
+    while True:
+        n = _run(lambda s: redemptions.expire_authorisations(s, limit=batch))
+        total += n
+        if n < batch:
+            return total
+
+
 @ledger_cli.command("expire-holds")
 @click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 def ledger_expire_holds(batch):
-    """Void pending transactions whose expiry has passed, releasing what they reserved."""
-    total = 0
-    while True:
-        n = _run(lambda s: expire_due(s, limit=batch))
-        total += n
-        if n < batch:
-            break
-    click.echo(f"expired {total} pending transaction(s)")
+    """Void pending transactions whose expiry has passed, releasing what they reserved.
+
+    The same sweep as `pointclear authorisations expire` (kept for existing cron
+    entries): an authorisation's expiry is also recorded as an operation and reported
+    to the partners by webhook."""
+    click.echo(f"expired {_expire_authorisations(batch)} pending transaction(s)")
+
+
+@authorisations_cli.command("expire")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="Expiries booked per database transaction.")
+def authorisations_expire(batch):
+    """Void authorisations past their expiry, releasing the points and money they held.
+
+    Each expiry is booked as an operation of kind `expiry` (related to the
+    authorisation) with its transaction.expired webhook events, in one transaction.
+    Run it every few minutes from cron; several may run at once (SKIP LOCKED)."""
+    click.echo(f"expired {_expire_authorisations(batch)} authorisation(s)")
 
 
 def init_app(app) -> None:
     from . import admin_cli, demo, members_cli
+    from .webhooks import cli as webhooks_cli
 
     admin_cli.init_app(app)
     members_cli.init_app(app)
     demo.init_app(app)
+    webhooks_cli.init_app(app)
     app.cli.add_command(db_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(ledger_cli)
+    app.cli.add_command(authorisations_cli)

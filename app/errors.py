@@ -54,6 +54,8 @@ LEDGER_STATUS = {
     "member_not_found": 404,
     "agreement_not_found": 404,
     "operation_not_found": 404,
+    "subscription_not_found": 404,
+    "delivery_not_found": 404,
     "not_permitted": 403,
     # The IETF Idempotency-Key draft: a key reused with another request is 422.
     "idempotency_conflict": 422,

@@ -31,7 +31,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -464,12 +464,15 @@ def reverse(session: Session, original_id: uuid.UUID, entries=None, *, idempoten
     return _execute(session, "reverse", request, idempotency, now, make_plan)
 
 
-def expire_due(session: Session, *, now: datetime | None = None, limit: int = 1000) -> int:
+def expire_due(session: Session, *, now: datetime | None = None, limit: int = 1000,
+               on_expired: Callable[[TransactionRecord], None] | None = None) -> int:
     """Void, as ``expiry``, pending transactions whose ``expires_at`` has passed.
 
     Candidates are claimed with SKIP LOCKED on PostgreSQL, so several workers can run
     this at once without voiding anything twice (``resolves_id`` is unique besides).
-    Returns how many it expired.
+    ``on_expired`` is called with each void, in the same session, so that a caller can
+    record what the expiry means to it in the same transaction. Returns how many it
+    expired.
     """
     now = now or utcnow()
     resolution = _TXN.alias("resolution")
@@ -495,10 +498,12 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 10
     count = 0
     for pending_id in due:
         try:
-            void(session, pending_id, kind="expiry", now=now)
-            count += 1
+            txn = void(session, pending_id, kind="expiry", now=now)
         except NotPending:
             continue
+        count += 1
+        if on_expired is not None:
+            on_expired(txn)
     return count
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, pool
 
 import app.api.models  # noqa: F401  (registers the API edge's tables)
 import app.clearing.models  # noqa: F401  (registers the clearing tables)
+import app.clearing.webhook_models  # noqa: F401  (registers the webhook tables)
 from ledger.models import Base
 
 config = context.config

@@ -29,11 +29,21 @@ class JSONProvider(DefaultJSONProvider):
 def init_app(app) -> None:
     from flask import request
 
-    from . import catalog, edge, me, members, openapi, operations, signatures, transactions
+    from . import (
+        catalog,
+        edge,
+        me,
+        members,
+        openapi,
+        operations,
+        signatures,
+        transactions,
+        webhooks,
+    )
 
     app.json = JSONProvider(app)
     app.register_error_handler(signatures.AuthError, signatures.auth_problem)
     app.register_error_handler(edge.MemberAuthError, edge.member_auth_problem)
     app.before_request(lambda: edge.check_path(request.view_args))
-    for module in (catalog, members, operations, transactions, me, openapi):
+    for module in (catalog, members, operations, transactions, me, webhooks, openapi):
         app.register_blueprint(module.bp)

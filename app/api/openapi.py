@@ -11,6 +11,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Response, current_app, jsonify
 
+from app.clearing.events import EVENT_TYPES
+
 from . import schemas
 
 bp = Blueprint("openapi", __name__, url_prefix="/v1")
@@ -53,6 +55,18 @@ ROUTES = [
      S.TransactionQuerySchema, None, 200),
     ("get", "/v1/transactions/{operation_id}", "One operation with its postings", P, None,
      S.OperationSchema, 200),
+    ("post", "/v1/webhooks/subscriptions", "Subscribe a URL to webhook events", P,
+     S.SubscribeSchema, S.SubscriptionSchema, 201),
+    ("get", "/v1/webhooks/subscriptions", "The partner's webhook subscriptions", P, None, None,
+     200),
+    ("post", "/v1/webhooks/subscriptions/{subscription_id}/disable", "Disable a subscription",
+     P, S.EmptySchema, S.SubscriptionSchema, 200),
+    ("get", "/v1/webhooks/deliveries", "The webhook delivery log with every attempt "
+     "(filters, paginated)", P, S.DeliveryQuerySchema, None, 200),
+    ("post", "/v1/webhooks/deliveries/{delivery_id}/replay", "Deliver an event again", P,
+     S.EmptySchema, S.DeliverySchema, 202),
+    ("get", "/v1/platform/keys", "The platform's public keys (verify webhooks)", P, None,
+     None, 200),
     ("get", "/v1/me/balances", "The member's balances across all programs", M, None, None, 200),
     ("get", "/v1/me/transactions", "The member's own operations (paginated)", M,
      S.MemberTransactionQuerySchema, None, 200),
@@ -111,7 +125,31 @@ def build_spec() -> dict:
         paths.setdefault(route[1], {})[route[0]] = _operation(*route)
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    spec.components.schema("WebhookEvent", schema=schemas.WebhookEventSchema)
+    document = spec.to_dict()
+    document["webhooks"] = {type_: {"post": _webhook(type_)} for type_ in EVENT_TYPES}
+    return document
+
+
+WEBHOOK_HEADERS = (
+    ("Pointclear-Webhook-Id", "the event id: dedupe on it"),
+    ("Pointclear-Webhook-Timestamp", "Unix seconds when this attempt was signed"),
+    ("Pointclear-Webhook-Key-Id", "the platform key that signed (GET /v1/platform/keys)"),
+    ("Pointclear-Webhook-Signature", "base64 Ed25519 signature over the lines "
+     "pointclear-webhook-v1, the event id, the timestamp and the raw body, joined by \\n"),
+)
+
+
+def _webhook(type_: str) -> dict:
+    """What the platform POSTs to a subscribed URL (OpenAPI 3.1 ``webhooks``)."""
+    return {"summary": f"{type_}, signed by the platform", "parameters": [
+                {"name": name, "in": "header", "required": True, "description": what,
+                 "schema": {"type": "string"}} for name, what in WEBHOOK_HEADERS],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/WebhookEvent"}}}},
+            "responses": {"2XX": {"description": "received: not sent again (unless "
+                                                 "replayed)"},
+                          "default": {"description": "retried with backoff"}}}
 
 
 @bp.get("/openapi.json")

@@ -11,7 +11,9 @@ from datetime import timezone
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from app.clearing.events import ALL_TYPES, EVENT_TYPES
 from app.clearing.redemptions import MAX_AUTHORISATION
+from app.clearing.webhook_models import DELIVERY_STATES
 
 Points = lambda **kw: fields.Integer(strict=True, **kw)  # noqa: E731  (1.5 or "10" refused)
 Ref = lambda **kw: fields.String(validate=validate.Length(1, 100), **kw)  # noqa: E731
@@ -110,6 +112,22 @@ class PageQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
 
 
+class SubscribeSchema(Schema):
+    url = fields.String(required=True, validate=validate.Length(1, 2000),
+                        metadata={"description": "absolute http(s) URL, no credentials"})
+    events = fields.List(
+        fields.String(validate=validate.OneOf((*EVENT_TYPES, ALL_TYPES))), required=True,
+        validate=validate.Length(1, len(EVENT_TYPES) + 1),
+        metadata={"description": f"event types ({', '.join(EVENT_TYPES)}), or "
+                                 f"[\"{ALL_TYPES}\"] for every type, future ones too"})
+
+
+class DeliveryQuerySchema(PageQuerySchema):
+    event_id = fields.UUID()
+    state = fields.String(validate=validate.OneOf(DELIVERY_STATES))
+    subscription_id = fields.String(validate=validate.Length(1, 40))
+
+
 # --- responses -----------------------------------------------------------------------------
 
 class MoneySchema(Schema):
@@ -167,6 +185,50 @@ class BalanceSchema(Schema):
     currency = fields.String(allow_none=True)
     next_expiries = fields.List(fields.Nested(ExpirySchema))
 
+
+class SubscriptionSchema(Schema):
+    id = fields.String(metadata={"description": "whs_..."})
+    url = fields.String()
+    events = fields.List(fields.String())
+    status = fields.String(metadata={"description": "active or disabled"})
+    created_at = fields.AwareDateTime()
+    disabled_at = fields.AwareDateTime(allow_none=True)
+
+
+class AttemptSchema(Schema):
+    attempted_at = fields.AwareDateTime()
+    status = fields.Integer(allow_none=True, metadata={"description": "the HTTP status "
+                                                       "the endpoint answered"})
+    error = fields.String(allow_none=True, metadata={"description": "why it was not 2xx, "
+                                                     "or what stopped the request"})
+    duration_ms = fields.Integer()
+
+
+class DeliverySchema(Schema):
+    id = fields.UUID()
+    event_id = fields.UUID(metadata={"description": "the Pointclear-Webhook-Id sent"})
+    event_type = fields.String()
+    event_created_at = fields.AwareDateTime()
+    subscription_id = fields.String()
+    state = fields.String(metadata={"description": "pending, delivered or failed"})
+    attempts = fields.Integer(metadata={"description": "attempts since queued or replayed"})
+    next_attempt_at = fields.AwareDateTime(allow_none=True)
+    last_status = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)
+    created_at = fields.AwareDateTime()
+    attempt_log = fields.List(fields.Nested(AttemptSchema),
+                              metadata={"description": "every attempt, oldest first"})
+
+
+class WebhookEventSchema(Schema):
+    id = fields.UUID(metadata={"description": "the event id, also in Pointclear-Webhook-Id; "
+                               "the same on every retry and replay"})
+    type = fields.String(metadata={"description": ", ".join(EVENT_TYPES)})
+    created_at = fields.AwareDateTime()
+    partner = fields.String(metadata={"description": "the recipient partner"})
+    data = fields.Nested(OperationSchema, metadata={"description": "the operation as the "
+                                                    "recipient sees it in /v1/transactions"})
 
 
 class EmptySchema(Schema):

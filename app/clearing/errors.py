@@ -181,3 +181,35 @@ class ImportRejected(ClearingError):
     refusal lists every bad line (``errors``), not just the first."""
 
     code = "import_rejected"
+
+
+class InvalidSubscription(ClearingError):
+    """A webhook subscription has an absolute http(s) URL of at most 2,000 ASCII
+    characters, with a host, without credentials or a fragment, and asks for at least
+    one known event type (or ``*``: every type)."""
+
+    code = "invalid_subscription"
+
+
+class SubscriptionLimit(ClearingError):
+    """A partner has at most ``MAX_SUBSCRIPTIONS`` active webhook subscriptions."""
+
+    code = "subscription_limit"
+
+
+class SubscriptionNotFound(ClearingError):
+    """A subscription id names one of the partner's own webhook subscriptions."""
+
+    code = "subscription_not_found"
+
+
+class SubscriptionDisabled(ClearingError):
+    """Nothing is delivered, or replayed, to a disabled subscription."""
+
+    code = "subscription_disabled"
+
+
+class DeliveryNotFound(ClearingError):
+    """A delivery id names a delivery of one of the partner's own subscriptions."""
+
+    code = "delivery_not_found"

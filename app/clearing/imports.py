@@ -22,7 +22,7 @@ from ledger.errors import ConcurrentChange, IdempotencyConflict, LedgerError
 from ledger.idempotency import IdempotencyKey
 from ledger.units import check_amount
 
-from . import accounts, lots, members
+from . import accounts, events, lots, members
 from .errors import ImportRejected, InvalidOperation
 from .models import Lot, MemberLink, Operation
 from .operations import check_reference, context, funding, may_issue, record
@@ -152,5 +152,7 @@ def import_points(session: Session, partner_id: str, program_code: str, lines: l
         ctx.member = member
         operations.append(record(ctx, txn, "import", program=program.code, points=points,
                                  reference=reference, currency=value.currency if value else None,
-                                 gross=amount, value_id=value.id if value else None))
+                                 gross=amount, value_id=value.id if value else None,
+                                 publish=False))
+    events.publish(session, operations)
     return operations

@@ -228,6 +228,11 @@ class Operation(Base):
     other partner whose money moved (``counterparty_id``), the agreement, terms version
     and program value version used -- so any past settlement can be recomputed -- and the
     amounts, for filters and reports without reading postings.
+
+    Kind ``expiry`` with a ``related_id`` is an authorisation that expired unresolved:
+    the ledger voided its hold (transaction kind ``expiry``) and the operation keeps the
+    authorisation's partner, counterparty, member, points and terms, no money. Points
+    expiry (the platform's own booking, no partner) has no ``related_id``.
     """
 
     __tablename__ = "clearing_operations"
@@ -242,7 +247,7 @@ class Operation(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("ledger_transactions.id"),
                                           primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
-    # None for what the platform books on its own: expiry.
+    # None for what the platform books on its own: points expiry.
     partner_id: Mapped[str | None] = mapped_column(ForeignKey("clearing_partners.id"))
     counterparty_id: Mapped[str | None] = mapped_column(ForeignKey("clearing_partners.id"))
     member_id: Mapped[str] = mapped_column(ForeignKey("clearing_members.id"))

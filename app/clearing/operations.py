@@ -8,6 +8,8 @@ Every function takes the session first and only flushes; the caller runs it thro
 ``ledger.unit_of_work.run`` so that a refusal anywhere leaves nothing written. With an
 ``idempotency_key`` (scoped to the partner) a retry returns the operation the first
 attempt booked, even if the member has since spent the points it would now need.
+Recording an operation also writes its webhook events in the same transaction (the
+outbox, :mod:`.events`), so a booking and its events commit or roll back together.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ledger.models import Transaction
 from ledger.types import utcnow
 from ledger.units import check_amount
 
-from . import accounts, lots, members, pricing
+from . import accounts, events, lots, members, pricing
 from .errors import InvalidOperation, InsufficientPoints, NotPermitted, OperationNotFound
 from .models import Lot, Member, Operation, Partner, Program, ProgramValue
 from .partners import get_partner, require_active
@@ -129,23 +131,58 @@ def expired_holds(session: Session, member_id: str, programs, now: datetime) -> 
 def release_expired_holds(session: Session, member_id: str, programs, now: datetime) -> int:
     """Void (as ``expiry``) the member's expired authorisations before a spend, so points
     an authorisation no longer holds are spendable at once, not after the next run of
-    ``pointclear ledger expire-holds``. Runs under the member's lock."""
+    ``pointclear authorisations expire``; each is recorded (:func:`record_expiries`) as
+    the sweep would. Runs under the member's lock."""
     due = expired_holds(session, member_id, programs, now)
+    voids = []
     for hold_id, _, _ in due:
         try:
-            void(session, hold_id, kind="expiry", now=now)
+            voids.append(void(session, hold_id, kind="expiry", now=now))
         except NotPending:
-            pass  # the sweep voided it meanwhile: nothing was written by this call
+            continue  # the sweep voided it meanwhile: nothing was written by this call
+    events.publish(session, record_expiries(session, voids))
     return len(due)
 
 
-def record(ctx: Context, txn, kind: str, *, program: str, points: int, **fields) -> Operation:
+def record_expiries(session: Session, voids) -> list[Operation]:
+    """Record the ledger's ``expiry`` voids of authorisations as operations of kind
+    ``expiry`` (``related_id``: the authorisation; its partner, counterparty, member,
+    points and terms; no money), which :func:`.events.publish` reports as
+    ``transaction.expired``. Holds the clearing domain did not book are left alone.
+
+    The caller publishes, so that a sweep writes its events set-wise."""
+    if not voids:
+        return []
+    held = {op.id: op for op in session.scalars(select(Operation).where(
+        Operation.id.in_([txn.resolves_id for txn in voids]),
+        Operation.kind == "authorisation"))}
+    expired = []
+    for txn in voids:
+        auth = held.get(txn.resolves_id)
+        if auth is None:
+            continue
+        expired.append(Operation(
+            id=txn.id, kind="expiry", partner_id=auth.partner_id,
+            counterparty_id=auth.counterparty_id, member_id=auth.member_id,
+            program_code=auth.program_code, points=auth.points, related_id=auth.id,
+            currency=auth.currency, agreement_id=auth.agreement_id, terms_id=auth.terms_id,
+            reference=auth.reference, created_at=txn.created_at))
+    session.add_all(expired)
+    return expired
+
+
+def record(ctx: Context, txn, kind: str, *, program: str, points: int, publish: bool = True,
+           **fields) -> Operation:
+    """The operation that gives ``txn`` its meaning, and (unless the caller publishes a
+    batch itself: ``publish=False``) its webhook events, in the same transaction."""
     operation = Operation(id=txn.id, kind=kind, partner_id=ctx.partner.id,
                           member_id=fields.pop("member_id", None) or ctx.member.id,
                           program_code=program, points=points, created_at=txn.created_at,
                           **fields)
     ctx.session.add(operation)
     ctx.session.flush()
+    if publish:
+        events.publish(ctx.session, [operation])
     return operation
 
 

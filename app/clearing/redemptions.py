@@ -2,8 +2,9 @@
 
 Direct (``redeem``: posted at once) or two-phase (``authorise`` reserves the points and
 the money, ``capture`` posts the same or a smaller amount, ``void`` releases them; an
-authorisation that is neither expires and releases them too). ``refund`` gives back all
-or part of a redemption. Each is one ledger transaction with the points and the money:
+authorisation that is neither expires and releases them too: ``expire_authorisations``
+is the sweep that books those expiries). ``refund`` gives back all or part of a
+redemption. Each is one ledger transaction with the points and the money:
 
     points: Dr member:M:P            Cr program:P:redeemed
     money:  Dr <P's owner position>  Cr partner:R:position (net)  Cr platform:fees (fee)
@@ -23,12 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger.booking import Entry, capture as ledger_capture, credit, debit, hold, post
-from ledger.booking import reverse, void as ledger_void
+from ledger.booking import expire_due, reverse, void as ledger_void
 from ledger.errors import CaptureExceedsPending, NotPending, PendingExpired
 from ledger.types import utcnow
 from ledger.units import check_amount
 
-from . import accounts, lots, pricing
+from . import accounts, events, lots, pricing
 from .agreements import redemption_terms
 from .errors import InvalidOperation, NotPermitted
 from .models import AgreementTerms, Member, Operation, Program
@@ -42,6 +43,7 @@ from .operations import (
     own_operation,
     part_to_move,
     record,
+    record_expiries,
     replayed,
     same_part,
 )
@@ -235,3 +237,15 @@ def refund(session: Session, partner_id: str, operation_id, points: int | None =
         return get_operation(session, partner_id, txn.id)
     lots.restore(session, original.id, earlier_refunds, points, txn.id)
     return _follow_up(ctx, txn, "refund", original, points, amounts)
+
+
+def expire_authorisations(session: Session, *, now: datetime | None = None,
+                          limit: int = 1000) -> int:
+    """Void, as ``expiry``, up to ``limit`` holds past their expiry; record each
+    authorisation's expiry as an operation with its ``transaction.expired`` events, in
+    the same transaction. Several workers may run it at once (the ledger claims holds
+    with SKIP LOCKED on PostgreSQL). Returns how many holds it voided."""
+    voids = []
+    count = expire_due(session, now=now or utcnow(), limit=limit, on_expired=voids.append)
+    events.publish(session, record_expiries(session, voids))
+    return count

@@ -173,7 +173,8 @@ def test_every_paginated_list_documents_cursor_and_limit(api, cast, spec):
         if r.status_code == 422 and r.json.get("field") == "limit":
             checked.append(path)
             assert {"cursor", "limit"} <= _query_parameters(spec, path), path
-    assert set(checked) == {"/v1/transactions", "/v1/me/transactions", "/v1/members"}
+    assert set(checked) == {"/v1/transactions", "/v1/me/transactions", "/v1/members",
+                            "/v1/webhooks/deliveries"}
 
 
 def test_documented_success_statuses_are_what_the_api_answers(cast, spec):

@@ -8,74 +8,31 @@ of the suite uses, because the demo's partner ids are fixed.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cli(env, *args, check=True):
-    result = subprocess.run([str(BIN / "pointclear"), *args], env=env, capture_output=True,
-                            text=True, timeout=60)
-    if check and result.returncode != 0:
-        raise AssertionError(f"pointclear {' '.join(args)}: {result.stdout}{result.stderr}")
-    return result
+from .conftest import cli, serve
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, "POINTCLEAR_DATABASE_URL": f"sqlite:///{home / 'pointclear.db'}",
-           "POINTCLEAR_SIGNING_KEY": str(home / "signing-key.pem"),
-           "POINTCLEAR_DATA_KEY": str(home / "data-key")}
-    for args in (("db", "upgrade"), ("keys", "init"), ("demo", "seed")):
-        _cli(env, *args)
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "wsgi:application"], env=env, cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:  # poll until it answers: the server's own readiness, not a fixed sleep
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not start: {process.stderr.read()!r}")
-            time.sleep(0.1)
-    yield env, url
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
+    with serve(home, f"sqlite:///{home / 'pointclear.db'}") as running:
+        yield running
 
 
 def call(server, *args, check=True):
     env, url = server
-    result = _cli(env, "demo", "call", *args, "--url", url, check=check)
+    result = cli(env, "demo", "call", *args, "--url", url, check=check)
     status_line, _, body = result.stdout.partition("\n")
     return int(status_line.split()[1]), json.loads(body)
 
 
 def test_seeding_twice_changes_nothing(server):
     env, _ = server
-    assert "already present" in _cli(env, "demo", "seed").stdout
+    assert "already present" in cli(env, "demo", "seed").stdout
 
 
 def test_a_signed_redemption_over_real_http(server):
