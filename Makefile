@@ -11,6 +11,8 @@ WORKERS ?= 2
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/pointclear_test
 PG_BENCH_URL ?= postgresql://postgres@127.0.0.1:5432/pointclear_bench
 PYTEST_ARGS ?=
+# Test processes per run (pytest-xdist); each has its own SQLite file or PostgreSQL database.
+PYTEST_WORKERS ?= auto
 
 .PHONY: install run test test-sqlite test-postgres bench clean
 
@@ -36,12 +38,12 @@ test: test-sqlite test-postgres
 
 test-sqlite: install
 	@echo "== Pointclear test suite on SQLite =="
-	POINTCLEAR_TEST_DATABASE_URL= $(BIN)/python -m pytest $(PYTEST_ARGS)
+	POINTCLEAR_TEST_DATABASE_URL= $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-postgres: install
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect(sys.argv[1].rsplit('/',1)[0] + '/postgres', connect_timeout=3).close()" "$(PG_TEST_URL)" 2>/dev/null; then \
 	  echo "== Pointclear test suite on PostgreSQL ($(PG_TEST_URL)) =="; \
-	  POINTCLEAR_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	  POINTCLEAR_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); \
 	elif [ -n "$$POINTCLEAR_REQUIRE_POSTGRES" ]; then \
 	  echo "PostgreSQL is required (POINTCLEAR_REQUIRE_POSTGRES) but $(PG_TEST_URL) is unreachable" >&2; exit 1; \
 	else \

@@ -178,7 +178,8 @@ def test_an_unknown_program_is_program_not_found(cast):
     assert [op["kind"] for op in operations_of(cast["banka"])] == ["issue"]
 
 
-@pytest.mark.parametrize("operation_id", ["not-a-uuid", str(uuid.uuid4()), "1" * 300])
+@pytest.mark.parametrize("operation_id", ["not-a-uuid", "8d3c0b7e-5f0a-4c1e-9b7e-1f2a3b4c5d6e",
+                                          "1" * 300], ids=["not-a-uuid", "unknown", "long"])
 def test_an_unknown_operation_id_is_404(cast, operation_id):
     banka, megamart = cast["banka"], cast["megamart"]
     assert_problem(banka.get(f"/v1/transactions/{operation_id}"), 404, "operation_not_found",
