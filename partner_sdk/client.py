@@ -7,12 +7,14 @@ the cached platform keys -- so two clients in one process never share state.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .errors import PartnerSDKError
 from .keys import PrivateKeyLike, load_private_key, load_public_key
 from .models import Balances, MemberToken, Operation
 from .pagination import Pager
@@ -41,6 +43,8 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 3
 USER_AGENT = "pointclear-partner-sdk/0.1"
+#: A webhook naming an unknown key refreshes the platform keys at most this often.
+KEY_REFRESH_SECONDS = 300.0
 
 
 class Client:
@@ -70,6 +74,7 @@ class Client:
                                     transport=transport, backoff=backoff, sleep=sleep,
                                     user_agent=f"{USER_AGENT} partner/{partner_id}")
         self._platform_keys: dict[str, Ed25519PublicKey] = {}
+        self._keys_fetched_at = float("-inf")
         self.members = Members(self._requester)
         self.points = Points(self._requester)
         self.redemptions = Redemptions(self._requester)
@@ -99,6 +104,13 @@ class Client:
         body: dict[str, Any] = self.request("GET", "/v1/partner").body
         return body
 
+    def _may_refresh_keys(self) -> bool:
+        now = time.monotonic()
+        if now - self._keys_fetched_at < KEY_REFRESH_SECONDS and self._platform_keys:
+            return False
+        self._keys_fetched_at = now
+        return True
+
     def platform_keys(self) -> dict[str, Ed25519PublicKey]:
         """The platform's public keys by key id (``GET /v1/platform/keys``): what webhooks
         and statements are verified with."""
@@ -116,10 +128,18 @@ class Client:
         and again when a webhook names a key not seen yet (a rotation). Also checks that
         the event is addressed to this partner."""
         named = {k.lower(): v for k, v in headers.items()}.get(WEBHOOK_KEY_ID.lower(), "")
-        if named.strip() and named.strip() not in self._platform_keys:
-            self.platform_keys()
+        named = named.strip()
+        if named and named not in self._platform_keys and self._may_refresh_keys():
+            # Anyone can POST to a webhook endpoint: refresh at most every few minutes,
+            # and a failed fetch is a webhook we cannot verify, not a crash.
+            try:
+                self.platform_keys()
+            except PartnerSDKError as exc:
+                raise WebhookVerificationError(
+                    f"the platform keys could not be fetched to verify key {named!r}: "
+                    f"{exc}") from exc
         event = verify_webhook(body, headers, self._platform_keys, tolerance=tolerance, now=now)
-        if event.partner is not None and event.partner != self.partner_id:
+        if event.partner != self.partner_id:
             raise WebhookVerificationError(f"the event is addressed to partner "
                                            f"{event.partner!r}, not {self.partner_id!r}")
         return event

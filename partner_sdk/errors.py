@@ -127,8 +127,13 @@ class APITimeoutError(APIConnectionError):
     """The API did not answer within the client's ``timeout``, after every retry."""
 
 
-class WebhookVerificationError(PartnerSDKError):
-    """A webhook (or a detached signature) is not authentic or not fresh: refuse it."""
+class SignatureVerificationError(PartnerSDKError):
+    """A signature does not verify with the key given: the bytes are not the platform's."""
+
+
+class WebhookVerificationError(SignatureVerificationError):
+    """A webhook is not authentic, not fresh, or not well formed: answer it with a 4xx
+    and do not act on it. The message says which check failed."""
 
 
 #: (status, code) -> class, for the codes that have a class of their own.

@@ -51,7 +51,9 @@ def load_private_key(key: PrivateKeyLike, *, password: bytes | None = None) -> E
         try:
             pem = Path(key).read_bytes()
         except OSError as exc:
-            raise InvalidKeyError(f"cannot read the private key file {str(key)!r}: {exc}") from exc
+            # Never echo the value: it may be key material pasted where a path was meant.
+            raise InvalidKeyError("the private key is not PEM and names no readable file "
+                                  f"({type(exc).__name__})") from None
     else:
         raise InvalidKeyError("give the private key as an Ed25519PrivateKey, PEM bytes or "
                               "text, or the path of a PEM file")

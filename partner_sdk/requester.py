@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .errors import APIConnectionError, APITimeoutError, error_for_status
+from .errors import APIConnectionError, APIError, APITimeoutError, error_for_status
 from .retries import (
     RETRYABLE_TRANSPORT_ERRORS,
     Backoff,
@@ -155,6 +155,15 @@ class Requester:
                                          idempotency_key=idempotency_key) from exc
             parsed = _parsed(response)
             status = response.status_code
+            if status < 200 or 300 <= status < 400:
+                # The API answers 2xx or a problem; anything else (a redirect from an
+                # http->https load balancer, say) means the base_url is wrong.
+                where = response.headers.get("location")
+                raise APIError(f"{method} {path}: unexpected HTTP {status}; check base_url"
+                               + (f" (Location: {where})" if where else ""),
+                               status=status, body=parsed, headers=response.headers,
+                               request_id=response.headers.get(REQUEST_ID),
+                               idempotency_key=idempotency_key)
             if status >= 400:
                 code = parsed.get("code") if isinstance(parsed, dict) else None
                 if retryable_status(status, code) and attempt < self.max_retries:

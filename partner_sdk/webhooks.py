@@ -12,7 +12,8 @@ The platform POSTs each event as JSON with four headers::
 The signature is over the UTF-8 lines ``pointclear-webhook-v1``, the event id and the
 timestamp, then the raw body bytes, joined by ``\\n``. The body is
 ``{"id", "type", "created_at", "partner", "data"}``: ``type`` is e.g.
-``transaction.posted``, ``transaction.voided``, ``transaction.reversed`` or
+``transaction.posted``, ``transaction.authorised``, ``transaction.voided``,
+``transaction.reversed`` or
 ``transaction.expired``, and ``data`` the operation as the partner sees it.
 
 Verify the raw body bytes exactly as received, before parsing them. A delivery can
@@ -38,7 +39,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
-from .errors import PartnerSDKError
+from .errors import SignatureVerificationError, WebhookVerificationError
 from .keys import InvalidKeyError, PublicKeyLike, decode_b64, load_public_key
 from .models import parse_instant
 
@@ -48,15 +49,6 @@ WEBHOOK_TIMESTAMP = "Pointclear-Webhook-Timestamp"
 WEBHOOK_KEY_ID = "Pointclear-Webhook-Key-Id"
 WEBHOOK_SIGNATURE = "Pointclear-Webhook-Signature"
 DEFAULT_TOLERANCE = 300  # seconds either way
-
-
-class SignatureVerificationError(PartnerSDKError):
-    """A signature does not verify with the key given: the bytes are not the platform's."""
-
-
-class WebhookVerificationError(SignatureVerificationError):
-    """A webhook is not authentic, not fresh, or not well formed: answer it with a 4xx
-    and do not act on it. The message says which check failed."""
 
 
 @dataclass(frozen=True)
@@ -84,13 +76,19 @@ def webhook_message(event_id: str, timestamp: str, body: bytes) -> bytes:
     return head + b"\n" + body
 
 
+#: What a detached signature signs before the document's bytes: a tag, so that no other
+#: message the platform signs (a webhook, a ledger seal) can pass for a document.
+DETACHED_TAG = b"pointclear-document-v1\n"
+
+
 def verify_detached(data: bytes, signature_b64: str, public_key: PublicKeyLike) -> None:
     """Raise :class:`SignatureVerificationError` unless ``signature_b64`` (standard base64
-    of an Ed25519 signature) is ``public_key``'s signature of exactly ``data``.
+    of an Ed25519 signature) is ``public_key``'s signature of :data:`DETACHED_TAG` followed
+    by exactly ``data``.
 
-    Settlement statements will be verified this way once settlement exists (issue 5).
+    Settlement statements will be signed and verified this way (issue 5).
     """
-    _verify(data, signature_b64, public_key, SignatureVerificationError)
+    _verify(DETACHED_TAG + data, signature_b64, public_key, SignatureVerificationError)
 
 
 def _verify(data: bytes, signature_b64: str, public_key: PublicKeyLike,

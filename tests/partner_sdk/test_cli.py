@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from partner_sdk import cli, load_private_key, public_key_hex, public_key_pem
 from partner_sdk.keys import private_key_pem
+from partner_sdk.webhooks import DETACHED_TAG
 
 from .test_signing import check_signed
 from .test_webhooks import NOW, deliver
@@ -206,7 +207,7 @@ def test_verify_signature(tmp_path, capsys):
     platform = Ed25519PrivateKey.generate()
     statement = tmp_path / "statement-2026-01-15.csv"
     statement.write_bytes(b"partner,net\nbanka,-1960\n")
-    signature = base64.b64encode(platform.sign(statement.read_bytes())).decode()
+    signature = base64.b64encode(platform.sign(DETACHED_TAG + statement.read_bytes())).decode()
     sig_file = tmp_path / "statement.sig"
     sig_file.write_text(signature + "\n")
     key = public_key_hex(platform)

@@ -85,3 +85,20 @@ def test_an_unmapped_status_is_a_plain_api_error():
     assert type(err) is e.APIError and err.code == "teapot"
     assert e.error_class(422, None) is e.ValidationError
     assert e.error_class(599, "anything") is e.ServerError
+
+
+def test_a_redirect_is_an_error_not_a_result(client, scripted):
+    """An http->https redirect at a load balancer means base_url is wrong: say so."""
+    scripted.then(httpx.Response(301, headers={"Location": "https://api.example/v1/issues"}))
+    with pytest.raises(e.APIError) as err:
+        client.points.issue("c-1", "BANKA", 10)
+    assert err.value.status == 301 and "base_url" in str(err.value)
+    assert "https://api.example/v1/issues" in str(err.value)
+
+
+def test_one_webhook_error_class_whichever_way_it_is_imported():
+    from partner_sdk import webhooks
+
+    assert webhooks.WebhookVerificationError is e.WebhookVerificationError
+    assert issubclass(e.WebhookVerificationError, e.SignatureVerificationError)
+    assert issubclass(e.SignatureVerificationError, e.PartnerSDKError)

@@ -8,6 +8,7 @@ import base64
 import json
 import time
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -19,7 +20,7 @@ from partner_sdk import (
     verify_detached,
     verify_webhook,
 )
-from partner_sdk.webhooks import webhook_message
+from partner_sdk.webhooks import DETACHED_TAG, webhook_message
 
 from .conftest import BASE_URL, KEY_ID, PARTNER, ok
 
@@ -173,9 +174,43 @@ def test_the_client_fetches_platform_keys_when_it_meets_a_new_one(scripted, priv
 
 def test_detached_signatures_verify_whole_bytes(platform_key):
     statement = b"date,partner,net\n2026-01-15,banka,-1960\n"
-    signature = base64.b64encode(platform_key.sign(statement)).decode()
+    signature = base64.b64encode(platform_key.sign(DETACHED_TAG + statement)).decode()
     verify_detached(statement, signature, public_key_hex(platform_key))
+    # Without the tag it is some other signed message (a webhook, a seal): refused.
+    untagged = base64.b64encode(platform_key.sign(statement)).decode()
+    with pytest.raises(SignatureVerificationError):
+        verify_detached(statement, untagged, platform_key.public_key())
     with pytest.raises(SignatureVerificationError):
         verify_detached(statement + b" ", signature, platform_key.public_key())
     with pytest.raises(SignatureVerificationError, match="public key"):
         verify_detached(statement, signature, "abcd")
+
+
+def test_unknown_key_ids_cannot_make_the_client_refetch_at_will(scripted, private_key,
+                                                               platform_key):
+    """Anyone can POST to a webhook endpoint: a forged key id refreshes the keys at most
+    every few minutes, and a failed fetch is a refusal, not a crash."""
+    from partner_sdk import Client
+
+    scripted.then(ok({"items": [{"key_id": "pk_1", "public_key": public_key_hex(platform_key),
+                                 "algorithm": "ed25519"}]}))
+    with Client(PARTNER, KEY_ID, private_key, base_url=BASE_URL, transport=scripted.transport,
+                backoff=lambda attempt, after: 0.0, sleep=lambda s: None) as client:
+        body, headers = deliver(platform_key)
+        assert client.verify_webhook(body, headers, now=NOW).id == "evt_0190a"
+        for forged in ("pk_2", "pk_3", "pk_4"):
+            body, headers = deliver(platform_key, key_id=forged)
+            with pytest.raises(WebhookVerificationError):
+                client.verify_webhook(body, headers, now=NOW)
+        assert len(scripted.requests) == 1  # no refetch within the refresh interval
+        body, headers = deliver(platform_key, {**EVENT, "partner": None})
+        with pytest.raises(WebhookVerificationError, match="addressed to partner None"):
+            client.verify_webhook(body, headers, now=NOW)
+
+    failing = [httpx.Response(503, json={"code": "unavailable"})] * 4
+    scripted.then(*failing)
+    with Client(PARTNER, KEY_ID, private_key, base_url=BASE_URL, transport=scripted.transport,
+                backoff=lambda attempt, after: 0.0, sleep=lambda s: None) as client:
+        body, headers = deliver(platform_key)
+        with pytest.raises(WebhookVerificationError, match="could not be fetched"):
+            client.verify_webhook(body, headers, now=NOW)
