@@ -31,7 +31,7 @@ run: install
 	$(BIN)/pointclear db upgrade
 	$(BIN)/pointclear keys init > /dev/null
 	$(BIN)/pointclear demo seed
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --access-logfile - wsgi:application
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --timeout 120 --access-logfile - wsgi:application
 
 ## test: install, run the whole suite on SQLite, then on PostgreSQL
 test: test-sqlite test-postgres

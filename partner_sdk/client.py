@@ -7,6 +7,7 @@ the cached platform keys -- so two clients in one process never share state.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -47,6 +48,18 @@ USER_AGENT = "pointclear-partner-sdk/0.1"
 KEY_REFRESH_SECONDS = 300.0
 
 
+_PARTNER_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,39}")
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _checked(name: str, value: object, pattern: re.Pattern[str]) -> str:
+    """A local mistake (a typo, a newline read from a file) fails here, not as a
+    confusing error from the network later."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"{name} {value!r} is not a Pointclear {name.replace('_', ' ')}")
+    return value
+
+
 class Client:
     """A partner's client: every request signed with the partner's Ed25519 key.
 
@@ -66,8 +79,9 @@ class Client:
                  max_retries: int = DEFAULT_MAX_RETRIES,
                  transport: httpx.BaseTransport | None = None, backoff: Backoff | None = None,
                  sleep: Sleep | None = None) -> None:
-        self.partner_id = partner_id
-        self.key_id = key_id
+        self.partner_id = _checked("partner_id", partner_id, _PARTNER_ID)
+        self.key_id = _checked("key_id", key_id.strip() if isinstance(key_id, str) else key_id,
+                               _KEY_ID)
         self._private_key = load_private_key(private_key)
         self._requester = Requester(base_url=base_url, timeout=timeout,
                                     max_retries=max_retries, authenticate=self._sign,

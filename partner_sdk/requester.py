@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ def encode_json(payload: Any) -> bytes:
     """Compact UTF-8 JSON: serialised once, so the digest covers the bytes sent."""
     return jsonlib.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,200}")
 
 def _parsed(response: httpx.Response) -> Any:
     if not response.content:
@@ -131,6 +134,8 @@ class Requester:
             # Made once, before the first attempt: every retry must carry the same key.
             idempotency_key = idempotency_key or uuid.uuid4().hex
         if idempotency_key is not None:
+            if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+                raise ValueError("an idempotency key is 1-200 printable ASCII characters")
             headers[IDEMPOTENCY_KEY] = idempotency_key
         query = _clean(params)
         attempt = 0
@@ -155,6 +160,12 @@ class Requester:
                                          idempotency_key=idempotency_key) from exc
             parsed = _parsed(response)
             status = response.status_code
+            if 200 <= status < 300 and parsed is not None and not isinstance(parsed, (dict, list)):
+                raise APIError(f"{method} {path}: HTTP {status} but the answer is not JSON "
+                               "(a proxy or captive portal?); check base_url", status=status,
+                               body=str(parsed)[:500], headers=response.headers,
+                               request_id=response.headers.get(REQUEST_ID),
+                               idempotency_key=idempotency_key)
             if status < 200 or 300 <= status < 400:
                 # The API answers 2xx or a problem; anything else (a redirect from an
                 # http->https load balancer, say) means the base_url is wrong.

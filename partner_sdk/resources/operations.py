@@ -27,7 +27,11 @@ class Points(Resource):
 
         Each line: ``customer_ref``, ``points``, ``earned_at`` (a datetime or RFC 3339
         text) and an optional ``reference``. Every line is booked or none: a bad line
-        raises :class:`~partner_sdk.errors.ValidationError` whose ``errors`` lists each.
+        raises :class:`~partner_sdk.errors.ValidationError` whose ``errors`` lists each
+        (malformed fields first; once they are right, every line that breaks a rule).
+        Every ``customer_ref`` must be linked first (``members.link``). At most 10,000
+        lines per call; a large import takes a while (tens of seconds for 10,000 lines),
+        so give the client a ``timeout`` of a minute or two, or send smaller batches.
         """
         body = {"program": program, "lines": [compact(**dict(line)) for line in lines]}
         data = self._post("/v1/imports", body, idempotency_key)

@@ -102,3 +102,24 @@ def test_one_webhook_error_class_whichever_way_it_is_imported():
     assert webhooks.WebhookVerificationError is e.WebhookVerificationError
     assert issubclass(e.WebhookVerificationError, e.SignatureVerificationError)
     assert issubclass(e.SignatureVerificationError, e.PartnerSDKError)
+
+
+def test_an_html_page_with_200_is_an_error_not_a_result(client, scripted):
+    scripted.then(httpx.Response(200, text="<html>captive portal</html>"))
+    with pytest.raises(e.APIError, match="not JSON"):
+        client.points.issue("c-1", "BANKA", 10)
+
+
+def test_local_mistakes_fail_at_once(private_key):
+    from partner_sdk import Client
+
+    with pytest.raises(ValueError, match="key_id"):
+        Client("megamart", "key_1\nx", private_key)
+    with pytest.raises(ValueError, match="partner_id"):
+        Client("Mega Mart", "key_1", private_key)
+    assert Client("megamart", "key_1\n", private_key).key_id == "key_1"  # read from a file
+
+
+def test_an_idempotency_key_must_be_printable_ascii(client):
+    with pytest.raises(ValueError, match="printable ASCII"):
+        client.points.issue("c-1", "BANKA", 10, idempotency_key="clé-1")
