@@ -27,11 +27,12 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 ## run: install, migrate the embedded SQLite database, seed demo data, serve on $(HOST):$(PORT)
+## (webhook development targets on: the demo may subscribe a receiver on this machine)
 run: install
 	$(BIN)/pointclear db upgrade
 	$(BIN)/pointclear keys init > /dev/null
 	$(BIN)/pointclear demo seed
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --timeout 120 --access-logfile - wsgi:application
+	POINTCLEAR_WEBHOOK_DEV_TARGETS=1 $(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --timeout 120 --access-logfile - wsgi:application
 
 ## test: install, run the whole suite on SQLite, then on PostgreSQL
 test: test-sqlite test-postgres

@@ -57,6 +57,7 @@ LEDGER_STATUS = {
     "subscription_not_found": 404,
     "delivery_not_found": 404,
     "not_permitted": 403,
+    "delivery_in_progress": 409,
     # The IETF Idempotency-Key draft: a key reused with another request is 422.
     "idempotency_conflict": 422,
 }

@@ -209,8 +209,13 @@ def write(work: Callable, *, status: int = 201, secret: bool = False) -> Respons
 
 
 def _refused(sessions, partner_id: str, key: str, token: str, err: LedgerError) -> Response:
-    """Keep the refusal for retries; if the key was taken over meanwhile, say busy."""
+    """Keep the refusal for retries; if the key was taken over meanwhile, say busy. A
+    conflict of the moment (409: the delivery is being attempted) is not kept: a retry
+    with the same key may succeed once it is over."""
     refusal = problem_for(err)
+    if not idempotency.is_storable(refusal.status_code):
+        idempotency.abandon(sessions, partner_id, key, token)
+        return refusal
     try:
         idempotency.finish_separately(sessions, partner_id, key, token, refusal.status_code,
                                       refusal.get_data(as_text=True))

@@ -61,9 +61,13 @@ ROUTES = [
      200),
     ("post", "/v1/webhooks/subscriptions/{subscription_id}/disable", "Disable a subscription",
      P, S.EmptySchema, S.SubscriptionSchema, 200),
+    ("post", "/v1/webhooks/subscriptions/{subscription_id}/url", "Move a subscription to "
+     "another URL, keeping its pending deliveries", P, S.SubscriptionUrlSchema,
+     S.SubscriptionSchema, 200),
     ("get", "/v1/webhooks/deliveries", "The webhook delivery log with every attempt "
      "(filters, paginated)", P, S.DeliveryQuerySchema, None, 200),
-    ("post", "/v1/webhooks/deliveries/{delivery_id}/replay", "Deliver an event again", P,
+    ("post", "/v1/webhooks/deliveries/{delivery_id}/replay", "Deliver an event again (409 "
+     "delivery_in_progress while an attempt is in flight)", P,
      S.EmptySchema, S.DeliverySchema, 202),
     ("get", "/v1/platform/keys", "The platform's public keys (verify webhooks)", P, None,
      None, 200),

@@ -112,14 +112,24 @@ class PageQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
 
 
+WEBHOOK_URL = ("absolute https:// URL whose host resolves to public addresses only, no "
+               "credentials, no fragment (http:// and private addresses only where the "
+               "platform enables development targets)")
+
+
 class SubscribeSchema(Schema):
     url = fields.String(required=True, validate=validate.Length(1, 2000),
-                        metadata={"description": "absolute http(s) URL, no credentials"})
+                        metadata={"description": WEBHOOK_URL})
     events = fields.List(
         fields.String(validate=validate.OneOf((*EVENT_TYPES, ALL_TYPES))), required=True,
         validate=validate.Length(1, len(EVENT_TYPES) + 1),
         metadata={"description": f"event types ({', '.join(EVENT_TYPES)}), or "
                                  f"[\"{ALL_TYPES}\"] for every type, future ones too"})
+
+
+class SubscriptionUrlSchema(Schema):
+    url = fields.String(required=True, validate=validate.Length(1, 2000),
+                        metadata={"description": f"the new endpoint: {WEBHOOK_URL}"})
 
 
 class DeliveryQuerySchema(PageQuerySchema):
@@ -199,8 +209,10 @@ class AttemptSchema(Schema):
     attempted_at = fields.AwareDateTime()
     status = fields.Integer(allow_none=True, metadata={"description": "the HTTP status "
                                                        "the endpoint answered"})
-    error = fields.String(allow_none=True, metadata={"description": "why it was not 2xx, "
-                                                     "or what stopped the request"})
+    error = fields.String(allow_none=True, metadata={"description": "why it was not 2xx: "
+                                                     "http_<status>, connection_failed, "
+                                                     "timeout, tls_error or "
+                                                     "refused_address"})
     duration_ms = fields.Integer()
 
 
@@ -214,7 +226,9 @@ class DeliverySchema(Schema):
     attempts = fields.Integer(metadata={"description": "attempts since queued or replayed"})
     next_attempt_at = fields.AwareDateTime(allow_none=True)
     last_status = fields.Integer(allow_none=True)
-    last_error = fields.String(allow_none=True)
+    last_error = fields.String(allow_none=True, metadata={
+        "description": "the last attempt's category (as in attempt_log), or "
+                       "\"subscription disabled\""})
     delivered_at = fields.AwareDateTime(allow_none=True)
     created_at = fields.AwareDateTime()
     attempt_log = fields.List(fields.Nested(AttemptSchema),

@@ -1,6 +1,9 @@
 """``/v1/webhooks/...``: a partner's webhook subscriptions, its delivery log and replays;
 ``/v1/platform/keys``: the public keys that verify what the platform signs.
 
+Which URLs a subscription may name depends on ``WEBHOOK_DEV_TARGETS`` (see
+:mod:`app.clearing.webhook_urls`).
+
 What a webhook carries and how it is signed is in :mod:`app.webhooks.deliver`; which
 events exist in :mod:`app.clearing.events`.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flask import Blueprint, current_app, g, jsonify
 from marshmallow import ValidationError
@@ -22,7 +26,9 @@ from . import schemas
 from .edge import body, decode_cursor, page, partner_required, query, read, write
 
 bp = Blueprint("webhooks", __name__, url_prefix="/v1")
+PLATFORM_KEYS = "pointclear.platform_keys"
 subscribe_schema = schemas.SubscribeSchema()
+subscription_url_schema = schemas.SubscriptionUrlSchema()
 delivery_query_schema = schemas.DeliveryQuerySchema()
 
 
@@ -50,8 +56,12 @@ def delivery_out(delivery, event, attempts) -> dict:
 def subscribe():
     """POST the partner's events of ``events`` to ``url`` from now on."""
     d = body(subscribe_schema)
-    return write(lambda s, _key: subscription_out(
-        webhooks.create_subscription(s, g.partner_id, d["url"], d["events"])))
+    return write(lambda s, _key: subscription_out(webhooks.create_subscription(
+        s, g.partner_id, d["url"], d["events"], dev_targets=_dev_targets())))
+
+
+def _dev_targets() -> bool:
+    return bool(current_app.config.get("WEBHOOK_DEV_TARGETS"))
 
 
 @bp.get("/webhooks/subscriptions")
@@ -70,6 +80,15 @@ def disable(subscription_id):
     body(schemas.EmptySchema())
     return write(lambda s, _key: subscription_out(
         webhooks.disable_subscription(s, g.partner_id, subscription_id)), status=200)
+
+
+@bp.post("/webhooks/subscriptions/<subscription_id>/url")
+@partner_required
+def change_url(subscription_id):
+    """Move a subscription to another URL; its pending deliveries go there."""
+    d = body(subscription_url_schema)
+    return write(lambda s, _key: subscription_out(webhooks.change_url(
+        s, g.partner_id, subscription_id, d["url"], dev_targets=_dev_targets())), status=200)
 
 
 @bp.get("/webhooks/deliveries")
@@ -111,12 +130,22 @@ def replay(delivery_id):
 @partner_required
 def platform_keys():
     """The platform's Ed25519 public keys: they verify webhooks (and statements)."""
-    try:
-        public = signing.load_private_key(current_app.config["SIGNING_KEY"]).public_key()
-    except signing.SigningKeyMissing:
-        current_app.logger.error("GET /v1/platform/keys: the platform signing key is missing")
-        return problem(503, "signing_key_missing", "the platform signing key is not set up; "
-                       "try again later")
-    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return jsonify({"items": [{"key_id": key_id(public), "public_key": raw.hex(),
-                               "algorithm": "ed25519"}]})
+    if PLATFORM_KEYS not in current_app.extensions:
+        try:
+            public = signing.load_private_key(current_app.config["SIGNING_KEY"]).public_key()
+        except signing.SigningKeyMissing:
+            current_app.logger.error("GET /v1/platform/keys: the platform signing key is "
+                                     "missing")
+            return problem(503, "signing_key_missing", "the platform signing key is not set "
+                           "up; try again later")
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            current_app.logger.error("GET /v1/platform/keys: the platform signing key at %s "
+                                     "cannot be read: %r", current_app.config["SIGNING_KEY"],
+                                     exc)
+            return problem(503, "signing_key_invalid", "the platform signing key cannot be "
+                           "read; try again later")
+        raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        # Read once per process: the key does not change under a running server.
+        current_app.extensions[PLATFORM_KEYS] = {"items": [{
+            "key_id": key_id(public), "public_key": raw.hex(), "algorithm": "ed25519"}]}
+    return jsonify(current_app.extensions[PLATFORM_KEYS])

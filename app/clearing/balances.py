@@ -3,7 +3,7 @@
 The ledger's available balance is the rule the ledger guards; a member sees it less
 what can no longer be spent -- expired lots the expiry job has not booked yet -- and
 plus what no longer is held -- authorisations past their expiry that the sweep has not
-voided yet (the next spend voids them itself, see ``operations.release_expired_holds``).
+voided yet (the next spend voids them itself, see ``expiry.release_expired_holds``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ledger.models import Account
 from . import accounts, lots, pricing
 from .errors import NoRate
 from .models import Program
-from .operations import expired_holds
+from .expiry import expired_holds
 from .programs import value_at
 
 MAX_EXPIRIES = 5

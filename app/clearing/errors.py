@@ -184,9 +184,11 @@ class ImportRejected(ClearingError):
 
 
 class InvalidSubscription(ClearingError):
-    """A webhook subscription has an absolute http(s) URL of at most 2,000 ASCII
-    characters, with a host, without credentials or a fragment, and asks for at least
-    one known event type (or ``*``: every type)."""
+    """A webhook subscription has an absolute https URL of at most 2,000 ASCII
+    characters, with a host that is not a private, loopback or reserved address, without
+    credentials or a fragment (http and private addresses only where the platform allows
+    development targets), and asks for at least one known event type (or ``*``: every
+    type)."""
 
     code = "invalid_subscription"
 
@@ -213,3 +215,10 @@ class DeliveryNotFound(ClearingError):
     """A delivery id names a delivery of one of the partner's own subscriptions."""
 
     code = "delivery_not_found"
+
+
+class DeliveryInProgress(ClearingError):
+    """A delivery being POSTed right now (its lease has not run out) is not replayed:
+    a second attempt would run beside the first. Replay it once the attempt is over."""
+
+    code = "delivery_in_progress"

@@ -18,24 +18,23 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from ledger import idempotency as idem
 from ledger.accounts import lock_accounts
-from ledger.booking import credit, debit, post, reverse, void
+from ledger.booking import credit, debit, post, reverse
 from ledger.errors import (
     AccountNotFound,
     IdempotencyConflict,
-    NotPending,
     ReversalExceedsOriginal,
 )
 from ledger.idempotency import IdempotencyKey
-from ledger.models import Transaction
 from ledger.types import utcnow
 from ledger.units import check_amount
 
 from . import accounts, events, lots, members, pricing
+from .expiry import release_expired_holds
 from .errors import InvalidOperation, InsufficientPoints, NotPermitted, OperationNotFound
 from .models import Lot, Member, Operation, Partner, Program, ProgramValue
 from .partners import get_partner, require_active
@@ -114,61 +113,6 @@ def lock_points(ctx: Context, *programs: str) -> dict[str, str]:
                                  field="points", available=0) from exc
     release_expired_holds(ctx.session, ctx.member.id, programs, ctx.now)
     return codes
-
-
-def expired_holds(session: Session, member_id: str, programs, now: datetime) -> list:
-    """The member's authorisations in ``programs`` past their expiry and not resolved:
-    they reserve nothing any more, whether or not the sweep has voided them yet."""
-    resolution = aliased(Transaction)
-    return list(session.execute(
-        select(Operation.id, Operation.program_code, Operation.points)
-        .join(Transaction, Transaction.id == Operation.id)
-        .where(Operation.member_id == member_id, Operation.kind == "authorisation",
-               Operation.program_code.in_(list(programs)), Transaction.expires_at <= now,
-               ~exists().where(resolution.resolves_id == Operation.id))))
-
-
-def release_expired_holds(session: Session, member_id: str, programs, now: datetime) -> int:
-    """Void (as ``expiry``) the member's expired authorisations before a spend, so points
-    an authorisation no longer holds are spendable at once, not after the next run of
-    ``pointclear authorisations expire``; each is recorded (:func:`record_expiries`) as
-    the sweep would. Runs under the member's lock."""
-    due = expired_holds(session, member_id, programs, now)
-    voids = []
-    for hold_id, _, _ in due:
-        try:
-            voids.append(void(session, hold_id, kind="expiry", now=now))
-        except NotPending:
-            continue  # the sweep voided it meanwhile: nothing was written by this call
-    events.publish(session, record_expiries(session, voids))
-    return len(due)
-
-
-def record_expiries(session: Session, voids) -> list[Operation]:
-    """Record the ledger's ``expiry`` voids of authorisations as operations of kind
-    ``expiry`` (``related_id``: the authorisation; its partner, counterparty, member,
-    points and terms; no money), which :func:`.events.publish` reports as
-    ``transaction.expired``. Holds the clearing domain did not book are left alone.
-
-    The caller publishes, so that a sweep writes its events set-wise."""
-    if not voids:
-        return []
-    held = {op.id: op for op in session.scalars(select(Operation).where(
-        Operation.id.in_([txn.resolves_id for txn in voids]),
-        Operation.kind == "authorisation"))}
-    expired = []
-    for txn in voids:
-        auth = held.get(txn.resolves_id)
-        if auth is None:
-            continue
-        expired.append(Operation(
-            id=txn.id, kind="expiry", partner_id=auth.partner_id,
-            counterparty_id=auth.counterparty_id, member_id=auth.member_id,
-            program_code=auth.program_code, points=auth.points, related_id=auth.id,
-            currency=auth.currency, agreement_id=auth.agreement_id, terms_id=auth.terms_id,
-            reference=auth.reference, created_at=txn.created_at))
-    session.add_all(expired)
-    return expired
 
 
 def record(ctx: Context, txn, kind: str, *, program: str, points: int, publish: bool = True,

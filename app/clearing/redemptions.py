@@ -32,6 +32,7 @@ from ledger.units import check_amount
 from . import accounts, events, lots, pricing
 from .agreements import redemption_terms
 from .errors import InvalidOperation, NotPermitted
+from .expiry import record_expiries
 from .models import AgreementTerms, Member, Operation, Program
 from .operations import (
     Context,
@@ -43,7 +44,6 @@ from .operations import (
     own_operation,
     part_to_move,
     record,
-    record_expiries,
     replayed,
     same_part,
 )

@@ -81,9 +81,12 @@ class WebhookDelivery(Base):
 
     ``attempts`` counts the attempts started since the delivery was created or last
     replayed; a worker claims a pending delivery by pushing ``next_attempt_at`` past the
-    time its POST can take (a lease), so a worker that dies mid-POST leaves it to be
-    retried, never lost. ``partner_id`` is the subscription's, copied for the log's
-    index.
+    time its POST can take (a lease) and writing a fresh ``claim_token``, so a worker
+    that dies mid-POST leaves it to be retried, never lost. Only the result of the claim
+    whose token is still there moves the delivery on (recording it clears the token): a
+    late result of an older claim -- one whose lease ran out, or that a replay or another
+    worker's claim replaced -- is logged and changes nothing else. ``partner_id`` is the
+    subscription's, copied for the log's and the queue's indexes.
     """
 
     __tablename__ = "webhook_deliveries"
@@ -92,7 +95,9 @@ class WebhookDelivery(Base):
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
         UniqueConstraint("event_id", "subscription_id",
                          name="uq_webhook_deliveries_event_subscription"),
-        Index("ix_webhook_deliveries_state_due", "state", "next_attempt_at"),
+        # The queue is read per partner (a fair share each): its due deliveries in order.
+        Index("ix_webhook_deliveries_partner_state_due", "partner_id", "state",
+              "next_attempt_at"),
         Index("ix_webhook_deliveries_partner_id_id", "partner_id", "id"),
     )
 
@@ -104,6 +109,7 @@ class WebhookDelivery(Base):
     state: Mapped[str] = mapped_column(String(10))
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # 32 hex, while claimed
     last_status: Mapped[int | None] = mapped_column(SmallInteger)
     last_error: Mapped[str | None] = mapped_column(String(500))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -2,10 +2,12 @@
 
 A partner subscribes a URL to event types (:data:`.events.EVENT_TYPES`, or ``*``); from
 then on each of its events of those types gets a delivery to that URL (created with the
-event, see :mod:`.events`). Disabling a subscription stops it at once: its pending
-deliveries fail with "subscription disabled" and no new ones are made. A replay puts a
-delivery back in the queue -- the same event, the same id and body, a fresh budget of
-attempts -- so a partner that lost or mishandled an event gets it again.
+event, see :mod:`.events`); which URLs are accepted, :mod:`.webhook_urls` says. Moving
+a subscription to another URL keeps its pending deliveries. Disabling a subscription
+stops it at once: its pending deliveries fail with "subscription disabled" and no new
+ones are made. A replay puts a delivery back in the queue -- the same event, the same id
+and body, a fresh budget of attempts -- so a partner that lost or mishandled an event
+gets it again.
 
 Every function takes the session first and only flushes; a partner sees and touches
 only its own subscriptions and deliveries (another's is "not found").
@@ -16,7 +18,6 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from ledger.types import utcnow
 
 from .errors import (
+    DeliveryInProgress,
     DeliveryNotFound,
     InvalidSubscription,
     SubscriptionDisabled,
@@ -33,35 +35,9 @@ from .errors import (
 from .events import ALL_TYPES, EVENT_TYPES
 from .partners import get_partner
 from .webhook_models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
+from .webhook_urls import MAX_URL, check_url  # noqa: F401  (the URL rules, re-exported)
 
 MAX_SUBSCRIPTIONS = 10
-MAX_URL = 2000
-
-
-def check_url(url) -> str:
-    """An absolute http(s) URL with a host, no credentials, no fragment; refused with
-    the rule it breaks."""
-    def refuse(why: str):
-        raise InvalidSubscription(f"url {why}", field="url")
-
-    if not isinstance(url, str) or not 1 <= len(url) <= MAX_URL:
-        refuse(f"must be 1-{MAX_URL} characters")
-    if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
-        refuse("must be ASCII without spaces or control characters (percent-encode it)")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises on a port out of range)
-    except ValueError:
-        refuse("is not a valid URL")
-    if parts.scheme not in ("http", "https"):
-        refuse("must be http:// or https://")
-    if "@" in parts.netloc:
-        refuse("must not carry credentials (user:password@)")
-    if not parts.hostname:
-        refuse("must name a host")
-    if parts.fragment or url.endswith("#"):
-        refuse("must not have a #fragment")
-    return url
 
 
 def check_types(types) -> str:
@@ -77,10 +53,12 @@ def check_types(types) -> str:
 
 
 def create_subscription(session: Session, partner_id: str, url: str, types, *,
+                        dev_targets: bool = False,
                         now: datetime | None = None) -> WebhookSubscription:
-    """Subscribe ``url`` to the partner's events of ``types``, active at once."""
+    """Subscribe ``url`` to the partner's events of ``types``, active at once
+    (``dev_targets``: see :mod:`.webhook_urls`)."""
     partner = get_partner(session, partner_id)
-    url, events = check_url(url), check_types(types)
+    url, events = check_url(url, dev_targets=dev_targets), check_types(types)
     active = session.scalar(select(func.count()).select_from(WebhookSubscription).where(
         WebhookSubscription.partner_id == partner.id, WebhookSubscription.status == "active"))
     if active >= MAX_SUBSCRIPTIONS:
@@ -123,18 +101,41 @@ def disable_subscription(session: Session, partner_id: str, subscription_id, *,
                     .where(WebhookDelivery.subscription_id == subscription.id,
                            WebhookDelivery.state == "pending")
                     .values(state="failed", last_error="subscription disabled",
-                            next_attempt_at=now))
+                            next_attempt_at=now, claim_token=None))
     session.flush()
     return subscription
 
 
-def own_delivery(session: Session, partner_id: str, delivery_id) -> WebhookDelivery:
+def change_url(session: Session, partner_id: str, subscription_id, url, *,
+               dev_targets: bool = False, now: datetime | None = None) -> WebhookSubscription:
+    """Move an active subscription to ``url``, keeping its pending deliveries: each goes
+    to the new URL from its next attempt, and those waiting for a retry are due at once
+    (the old endpoint's failures say nothing about the new one). An attempt in flight
+    finishes at the old URL; its result counts as usual."""
+    subscription = own_subscription(session, partner_id, subscription_id)
+    if subscription.status != "active":
+        raise SubscriptionDisabled(f"subscription {subscription.id} is disabled; subscribe "
+                                   "the new URL instead", field="subscription_id")
+    url, now = check_url(url, dev_targets=dev_targets), now or utcnow()
+    subscription.url = url
+    session.execute(update(WebhookDelivery)
+                    .where(WebhookDelivery.subscription_id == subscription.id,
+                           WebhookDelivery.state == "pending",
+                           WebhookDelivery.claim_token.is_(None),
+                           WebhookDelivery.next_attempt_at > now)
+                    .values(next_attempt_at=now))
+    session.flush()
+    return subscription
+
+
+def own_delivery(session: Session, partner_id: str, delivery_id, *,
+                 lock: bool = False) -> WebhookDelivery:
     try:
         wanted = delivery_id if isinstance(delivery_id, uuid.UUID) else uuid.UUID(
             str(delivery_id))
     except ValueError:
         wanted = None
-    delivery = session.get(WebhookDelivery, wanted) if wanted else None
+    delivery = session.get(WebhookDelivery, wanted, with_for_update=lock) if wanted else None
     if delivery is None or delivery.partner_id != partner_id:
         raise DeliveryNotFound(f"no delivery {str(delivery_id)[:60]!r} of partner "
                                f"{partner_id!r}", field="delivery_id")
@@ -144,14 +145,27 @@ def own_delivery(session: Session, partner_id: str, delivery_id) -> WebhookDeliv
 def replay(session: Session, partner_id: str, delivery_id, *,
            now: datetime | None = None) -> WebhookDelivery:
     """Queue a delivery again, due now, with a fresh budget of attempts: the same event
-    (same id, same body), so a receiver that already has it can tell."""
-    delivery = own_delivery(session, partner_id, delivery_id)
+    (same id, same body), so a receiver that already has it can tell.
+
+    Refused while an attempt is in flight (claimed, its lease not run out): queued at
+    once, it could be claimed by a second worker and POSTed beside the first. Once the
+    lease has run out the old claim no longer counts: its result, should it still come,
+    is only logged (:func:`.webhook_queue.record_attempt`)."""
+    now = now or utcnow()
+    # Locked, so that a claim committing meanwhile is seen (and this waits for it).
+    delivery = own_delivery(session, partner_id, delivery_id, lock=True)
     subscription = session.get(WebhookSubscription, delivery.subscription_id)
     if subscription.status != "active":
         raise SubscriptionDisabled(f"subscription {subscription.id} is disabled",
                                    field="delivery_id")
-    delivery.state, delivery.attempts = "pending", 0
-    delivery.next_attempt_at, delivery.delivered_at = now or utcnow(), None
+    if delivery.state == "pending" and delivery.claim_token is not None \
+            and delivery.next_attempt_at > now:
+        wait = max(1, int((delivery.next_attempt_at - now).total_seconds() + 0.999))
+        raise DeliveryInProgress(f"delivery {delivery.id} is being attempted right now; "
+                                 f"replay it when the attempt is over (at the latest in "
+                                 f"{wait} s)", field="delivery_id", retry_after=wait)
+    delivery.state, delivery.attempts, delivery.claim_token = "pending", 0, None
+    delivery.next_attempt_at, delivery.delivered_at = now, None
     session.flush()
     return delivery
 

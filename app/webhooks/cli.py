@@ -24,7 +24,8 @@ webhooks_cli = AppGroup("webhooks", help="Deliver webhook events to partners' en
 @click.option("--batch", type=click.IntRange(1, 1000), default=50, show_default=True,
               help="Deliveries claimed per round.")
 @click.option("--timeout", type=click.FloatRange(0.5, 120), default=10.0, show_default=True,
-              help="Seconds to wait on an endpoint (to connect, and for each read).")
+              help="Seconds an attempt may take in all (resolve, connect, TLS, send, "
+                   "answer); then it is cut off and retried later.")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
               help="POSTs in flight at once.")
 @click.option("--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
@@ -36,8 +37,10 @@ webhooks_cli = AppGroup("webhooks", help="Deliver webhook events to partners' en
 def deliver(once, batch, timeout, concurrency, interval, partners, quiet):
     """POST due webhook events to the subscribed endpoints, signed with the platform
     key (POINTCLEAR_SIGNING_KEY); retry failures with exponential backoff and jitter
-    (10 s doubling to at most 1 h; after 15 attempts the delivery fails and can be
-    replayed through the API).
+    (10 s doubling to at most 6 h; after 25 attempts, about 3 days, the delivery fails
+    and can be replayed through the API). Only https:// endpoints on public addresses
+    are reached unless POINTCLEAR_WEBHOOK_DEV_TARGETS=1 (a demo or test receiver on
+    this machine).
 
     Run it continuously (systemd, a container: SIGTERM or Ctrl-C finish the round in
     progress and exit) or with --once every minute from cron. Several workers may run
@@ -56,11 +59,12 @@ def deliver(once, batch, timeout, concurrency, interval, partners, quiet):
         click.echo(f"delivering webhooks (batch {batch}, {concurrency} at a time); "
                    "SIGTERM or Ctrl-C to stop")
     report = None if quiet else (lambda result: click.echo(describe(result)))
+    dev_targets = bool(current_app.config.get("WEBHOOK_DEV_TARGETS"))
     while not stop.is_set():
         try:
             results = deliver_due(sessions, key, batch=batch, timeout=timeout,
                                   concurrency=concurrency, partners=list(partners) or None,
-                                  report=report)
+                                  dev_targets=dev_targets, report=report)
         except Exception as exc:  # noqa: BLE001  (a long-running worker outlives outages)
             if once:
                 raise
@@ -69,13 +73,16 @@ def deliver(once, batch, timeout, concurrency, interval, partners, quiet):
             stop.wait(interval)
             continue
         totals.update(r.outcome.state for r in results)
-        if len(results) < batch:  # the queue is drained for now
+        # A short round means nothing else is due (claim_due fills a batch past
+        # deliveries it fails and past one partner's share while others have more).
+        if len(results) < batch:
             if once:
                 break
             stop.wait(interval)
     click.echo(f"delivered {totals['delivered']}, to retry {totals['pending']}, "
                f"failed {totals['failed']}"
-               + (f", superseded {totals['superseded']}" if totals["superseded"] else ""))
+               + (f", superseded {totals['superseded']}" if totals["superseded"] else "")
+               + (f", handed back {totals['released']}" if totals["released"] else ""))
 
 
 def init_app(app) -> None:

@@ -61,6 +61,7 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=10), nullable=False),
     sa.Column('attempts', sa.SmallInteger(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('claim_token', sa.String(length=32), nullable=True),
     sa.Column('last_status', sa.SmallInteger(), nullable=True),
     sa.Column('last_error', sa.String(length=500), nullable=True),
     sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
@@ -75,7 +76,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_webhook_deliveries_partner_id_id', ['partner_id', 'id'], unique=False)
-        batch_op.create_index('ix_webhook_deliveries_state_due', ['state', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_webhook_deliveries_partner_state_due', ['partner_id', 'state', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_deliveries_subscription_id'), ['subscription_id'], unique=False)
 
     op.create_table('webhook_attempts',
@@ -122,7 +123,7 @@ def downgrade() -> None:
     op.drop_table('webhook_attempts')
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_deliveries_subscription_id'))
-        batch_op.drop_index('ix_webhook_deliveries_state_due')
+        batch_op.drop_index('ix_webhook_deliveries_partner_state_due')
         batch_op.drop_index('ix_webhook_deliveries_partner_id_id')
 
     op.drop_table('webhook_deliveries')

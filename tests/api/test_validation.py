@@ -385,6 +385,9 @@ def _valid_bodies(cast) -> dict:
     [delivery, *_] = banka.get("/v1/webhooks/deliveries").json["items"]
     return {
         "/v1/webhooks/subscriptions": (banka, "/v1/webhooks/subscriptions", hook),
+        "/v1/webhooks/subscriptions/{subscription_id}/url": (
+            banka, f"/v1/webhooks/subscriptions/{subscription['id']}/url",
+            {"url": "https://hooks.example.com/moved"}),
         "/v1/webhooks/subscriptions/{subscription_id}/disable": (
             banka, f"/v1/webhooks/subscriptions/{subscription['id']}/disable", {}),
         "/v1/webhooks/deliveries/{delivery_id}/replay": (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app import create_app
 
 
@@ -41,3 +43,14 @@ def test_data_key_path_from_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("POINTCLEAR_DATA_KEY")
     app = create_app({"TESTING": True})
     assert app.config["DATA_KEY"] == f"{app.instance_path}/data-key"
+
+
+def test_webhook_dev_targets_are_off_unless_turned_on(monkeypatch):
+    monkeypatch.delenv("POINTCLEAR_WEBHOOK_DEV_TARGETS", raising=False)
+    assert create_app({"TESTING": True}).config["WEBHOOK_DEV_TARGETS"] is False
+    for value, on in (("1", True), ("true", True), ("0", False), ("off", False)):
+        monkeypatch.setenv("POINTCLEAR_WEBHOOK_DEV_TARGETS", value)
+        assert create_app({"TESTING": True}).config["WEBHOOK_DEV_TARGETS"] is on
+    monkeypatch.setenv("POINTCLEAR_WEBHOOK_DEV_TARGETS", "ture")
+    with pytest.raises(ValueError, match="WEBHOOK_DEV_TARGETS"):
+        create_app({"TESTING": True})

@@ -43,7 +43,9 @@ def serve(home: Path, database_url: str, *, workers: int = 2):
     """Yield (env, url) of a seeded gunicorn on a free port; stop it afterwards."""
     env = {**os.environ, "POINTCLEAR_DATABASE_URL": database_url,
            "POINTCLEAR_SIGNING_KEY": str(home / "signing-key.pem"),
-           "POINTCLEAR_DATA_KEY": str(home / "data-key")}
+           "POINTCLEAR_DATA_KEY": str(home / "data-key"),
+           # Webhook receivers in these tests listen on 127.0.0.1 over plain http.
+           "POINTCLEAR_WEBHOOK_DEV_TARGETS": "1"}
     for args in (("db", "upgrade"), ("keys", "init"), ("demo", "seed")):
         cli(env, *args)
     port = free_port()

@@ -5,7 +5,9 @@ ledger holds exactly one booking."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import urllib.request
 from urllib.parse import urlparse
 
@@ -13,6 +15,7 @@ import pytest
 
 from partner_sdk import Client, MemberClient, errors
 
+from .conftest import cli
 from .proxy import DroppingProxy
 
 pytestmark = pytest.mark.postgres
@@ -84,3 +87,44 @@ def test_health_and_openapi_are_served(pg_server):
     _, url, _ = pg_server
     with urllib.request.urlopen(f"{url}/v1/openapi.json", timeout=10) as r:
         assert json.load(r)["openapi"].startswith("3.1")
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """A partner's webhook endpoint: keeps what it got, answers 200."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((body, dict(self.headers)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_webhooks_reach_the_partner_and_verify_with_the_sdk(pg_server):
+    env = pg_server[0]
+    receiver = Receiver()
+    try:
+        with client_for(pg_server, "megamart") as shop, client_for(pg_server, "banka") as bank:
+            shop.webhooks.subscribe(f"http://127.0.0.1:{receiver.server_address[1]}/hooks",
+                                    ["transaction.posted"])
+            bank.points.issue("c-1", "BANKA", 100)  # MegaMart is no party: no event
+            sale = shop.redemptions.redeem("mm-1", "BANKA", 100, reference="hooked")
+            cli(env, "webhooks", "deliver", "--once", "--partner", "megamart")
+            events = [shop.verify_webhook(body, headers) for body, headers in receiver.received]
+            assert [(e.type, e.data["id"]) for e in events] == [("transaction.posted", sale.id)]
+            cli(env, "webhooks", "deliver", "--once", "--partner", "megamart")
+            assert len(receiver.received) == 1  # delivered once
+            body, headers = receiver.received[0]
+            with pytest.raises(errors.WebhookVerificationError):
+                shop.verify_webhook(body.replace(b"100", b"900"), headers)
+    finally:
+        receiver.shutdown()

@@ -34,7 +34,8 @@ def worker(cast, engine, platform):
     """Run one round of the worker for this test's partners."""
     partners = [cast.id(p) for p in ("banka", "skyair", "megamart", "telco")]
     return lambda: deliver_due(sessionmaker(bind=engine, expire_on_commit=False), platform,
-                               partners=partners, concurrency=1, timeout=5)
+                               partners=partners, concurrency=1, timeout=5,
+                               dev_targets=True)
 
 
 def test_subscribe_list_and_disable(cast):
@@ -132,7 +133,7 @@ def test_the_delivery_log_and_a_replay(cast, receiver, worker, platform):
             item["event_type"]) == ("pending", 1, 500, sub["id"], "transaction.posted")
     assert item["next_attempt_at"] and item["delivered_at"] is None
     (attempt,) = item["attempt_log"]
-    assert attempt["status"] == 500 and attempt["error"].startswith("HTTP 500")
+    assert (attempt["status"], attempt["error"]) == (500, "http_500")
     r = post(client, f"/v1/webhooks/deliveries/{item['id']}/replay")
     assert (r.status_code, r.json["state"], r.json["attempts"]) == (202, "pending", 0)
     worker()
@@ -184,6 +185,85 @@ def test_platform_keys_need_a_signature_and_a_key(api, cast):
     assert api.test_client().get("/v1/platform/keys").status_code == 401
     r = cast["banka"].get("/v1/platform/keys")
     assert (r.status_code, r.json["code"]) == (503, "signing_key_missing")
+    assert r.mimetype == "application/problem+json"
+
+
+def test_a_malformed_key_file_is_a_503_not_a_500(api, cast):
+    with open(api.config["SIGNING_KEY"], "wb") as out:
+        out.write(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    r = cast["banka"].get("/v1/platform/keys")
+    assert (r.status_code, r.mimetype, r.json["code"]) == (
+        503, "application/problem+json", "signing_key_invalid")
+
+
+def test_the_platform_key_is_read_once_per_process(api, cast, platform):
+    first = cast["banka"].get("/v1/platform/keys")
+    assert first.status_code == 200
+    with open(api.config["SIGNING_KEY"], "wb") as out:  # nobody reads it again
+        out.write(b"garbage")
+    again = cast["megamart"].get("/v1/platform/keys")
+    assert (again.status_code, again.json) == (200, first.json)
+
+
+def test_moving_a_subscription_keeps_its_pending_deliveries(cast, receiver, worker):
+    client = cast["megamart"]
+    receiver.fail_first["/old"] = 1
+    sub = subscribe(client, f"{receiver.url}/old").json
+    post(cast["banka"], "/v1/issues", {"customer_ref": "c-1", "program": cast.id("BANKA"),
+                                       "points": 100})
+    post(client, "/v1/redemptions", {"customer_ref": "mm-1", "program": cast.id("BANKA"),
+                                     "points": 10})
+    worker()  # the old endpoint fails
+    (item,) = client.get("/v1/webhooks/deliveries").json["items"]
+    assert (item["state"], item["last_error"]) == ("pending", "http_500")
+    path = f"/v1/webhooks/subscriptions/{sub['id']}/url"
+    r = post(client, path, {"url": f"{receiver.url}/new"}, key="move-1")
+    assert (r.status_code, r.json["id"], r.json["url"], r.json["status"]) == (
+        200, sub["id"], f"{receiver.url}/new", "active")
+    again = post(client, path, {"url": f"{receiver.url}/new"}, key="move-1")
+    assert (again.status_code, again.json) == (200, r.json)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert client.get("/v1/webhooks/subscriptions").json["items"] == [r.json]
+    worker()
+    (item,) = client.get("/v1/webhooks/deliveries").json["items"]
+    assert (item["state"], [a["status"] for a in item["attempt_log"]]) == (
+        "delivered", [500, 204])
+    assert [got.path for got in receiver.requests] == ["/old", "/new"]
+    other = post(cast["banka"], path, {"url": "https://bank.example/x"})
+    assert (other.status_code, other.json["code"]) == (404, "subscription_not_found")
+    for body, field in (({"url": "ftp://x.example/"}, "url"), ({}, "url"),
+                        ({"url": "https://x.example/", "events": []}, "events")):
+        r = post(client, path, body)
+        assert (r.status_code, r.json["field"]) == (422, field), body
+    post(client, f"/v1/webhooks/subscriptions/{sub['id']}/disable")
+    r = post(client, path, {"url": "https://x.example/"})
+    assert (r.status_code, r.json["code"]) == (422, "subscription_disabled")
+
+
+def test_no_replay_while_an_attempt_is_in_flight(cast, engine):
+    from datetime import timedelta
+
+    from app.clearing import webhook_queue
+    from ledger.types import utcnow
+    from ledger.unit_of_work import run
+
+    client = cast["megamart"]
+    subscribe(client, "https://hooks.megamart.example/in")
+    post(cast["banka"], "/v1/issues", {"customer_ref": "c-1", "program": cast.id("BANKA"),
+                                       "points": 100})
+    post(client, "/v1/redemptions", {"customer_ref": "mm-1", "program": cast.id("BANKA"),
+                                     "points": 10})
+    (claim,) = run(sessionmaker(bind=engine), lambda s: webhook_queue.claim_due(
+        s, now=utcnow(), limit=5, lease=timedelta(minutes=5), partners=[cast.id("megamart")]))
+    path = f"/v1/webhooks/deliveries/{claim.delivery_id}/replay"
+    r = post(client, path, key="replay-1")
+    assert (r.status_code, r.json["code"], r.json["field"]) == (
+        409, "delivery_in_progress", "delivery_id")
+    assert r.mimetype == "application/problem+json"
+    run(sessionmaker(bind=engine), lambda s: webhook_queue.record_attempt(
+        s, claim, status=503, error="http_503", duration_ms=10, now=utcnow()))
+    r = post(client, path, key="replay-1")  # a conflict of the moment is not kept
+    assert (r.status_code, r.json["state"], r.json["attempts"]) == (202, "pending", 0)
 
 
 def test_the_openapi_document_describes_the_webhooks(api):

@@ -1,6 +1,7 @@
 """Concurrency and atomicity: the outbox commits or rolls back with its booking; on
-PostgreSQL several workers share the queue and deliver each delivery once, and parallel
-expiry sweeps book each expiry (and its events) once."""
+PostgreSQL several workers share the queue and deliver each delivery once, a partner's
+replays never make two of them POST one delivery at once, and parallel expiry sweeps
+book each expiry (and its events) once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.clearing import redemptions
+from app.clearing import redemptions, webhooks
+from app.clearing.errors import DeliveryInProgress
 from app.clearing.models import Operation
 from app.clearing.webhook_models import WebhookAttempt, WebhookEvent
 from app.webhooks.deliver import deliver_due
@@ -54,7 +56,8 @@ def test_two_workers_deliver_each_delivery_once(committed, receiver, platform_ke
     def worker(name):
         start.wait()
         while results := deliver_due(committed.sessions, platform_key, batch=5,
-                                     concurrency=2, timeout=5, partners=committed.partners):
+                                     concurrency=2, timeout=5, partners=committed.partners,
+                                     dev_targets=True):
             sent[name] += len(results)
     threads = [threading.Thread(target=worker, args=(n,)) for n in ("one", "two")]
     for t in threads:
@@ -69,6 +72,46 @@ def test_two_workers_deliver_each_delivery_once(committed, receiver, platform_ke
     with committed.sessions() as s:
         assert s.scalar(select(func.count()).select_from(WebhookAttempt).where(
             WebhookAttempt.delivery_id.in_([d.id for d in deliveries]))) == 40
+
+
+@pytest.mark.postgres
+def test_replays_never_make_two_workers_post_one_delivery_at_once(committed, receiver,
+                                                                  platform_key):
+    committed.subscribe("megamart", f"{receiver.url}/r")
+    for _ in range(2):
+        committed.run(_redeem(committed))
+    ids = [d.id for d in committed.deliveries()]
+    receiver.delay = 0.05
+    start, replaying, refused = threading.Barrier(4), threading.Event(), Counter()
+
+    def worker():
+        start.wait()
+        while deliver_due(committed.sessions, platform_key, batch=1, timeout=5,
+                          partners=committed.partners, dev_targets=True) \
+                or replaying.is_set():
+            pass
+
+    def partner():
+        start.wait()
+        for i in range(60):  # replays land while attempts are in flight, and between
+            wanted = ids[i % len(ids)]
+            try:
+                committed.run(lambda s, wanted=wanted: webhooks.replay(
+                    s, committed.id("megamart"), wanted))
+            except DeliveryInProgress:
+                refused["in progress"] += 1
+        replaying.clear()
+    replaying.set()
+    # Three workers for two deliveries: one is always free to claim a replayed one.
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    threads.append(threading.Thread(target=partner))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert receiver.overlaps == []
+    assert refused["in progress"] > 0  # the race was run, not avoided
+    assert {d.state for d in committed.deliveries()} == {"delivered"}
 
 
 @pytest.mark.postgres

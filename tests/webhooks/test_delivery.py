@@ -9,10 +9,10 @@ import socket
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.clearing import redemptions, webhook_queue, webhooks
-from app.clearing.webhook_models import WebhookAttempt, WebhookSubscription
+from app.clearing.webhook_models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.webhooks.deliver import deliver_due
 from ledger.types import utcnow
 
@@ -21,8 +21,9 @@ from .conftest import key_id_of, verify_webhook
 
 def deliver(committed, platform_key, now=None, **options):
     options.setdefault("concurrency", 1)
+    options.setdefault("timeout", 5)
     return deliver_due(committed.sessions, platform_key, now=now or utcnow(),
-                       partners=committed.partners, timeout=5, **options)
+                       partners=committed.partners, dev_targets=True, **options)
 
 
 def spend(committed, points=10, **options):
@@ -110,7 +111,7 @@ def test_a_failing_receiver_gets_the_event_once_it_recovers(committed, receiver,
         log = list(s.scalars(select(WebhookAttempt).where(
             WebhookAttempt.delivery_id == delivery.id).order_by(WebhookAttempt.id)))
     assert [a.status for a in log] == [500, 500, 500, 204]
-    assert log[0].error == "HTTP 500 Internal Server Error"
+    assert log[0].error == "http_500"
 
 
 def test_after_the_last_attempt_the_delivery_fails_and_a_replay_sends_it_again(
@@ -180,8 +181,10 @@ def test_unreachable_endpoints_and_redirects_are_logged_and_retried(committed, r
     spend(committed)
     results = {r.claim.url.rsplit("/", 1)[1]: r for r in deliver(committed, platform_key)}
     assert (results["gone"].status, results["gone"].outcome.state) == (None, "pending")
-    assert results["gone"].error.startswith("connection failed")
-    assert (results["moved"].status, results["moved"].outcome.state) == (302, "pending")
+    assert results["gone"].error == "connection_failed"
+    assert "refused" in results["gone"].detail.lower()  # the details: the worker's only
+    assert (results["moved"].status, results["moved"].error, results["moved"].outcome.state) \
+        == (302, "http_302", "pending")
     assert [r.path for r in receiver.requests] == ["/moved"]  # the redirect is not followed
 
 
@@ -203,19 +206,21 @@ def test_a_late_result_does_not_undo_a_replay(committed, receiver, platform_key)
     now = utcnow()
     (claim,) = committed.run(lambda s: webhook_queue.claim_due(
         s, now=now, limit=5, lease=timedelta(minutes=5), partners=committed.partners))
+    later = now + timedelta(minutes=6)  # the claim's lease has run out
     committed.run(lambda s: webhooks.replay(s, committed.id("megamart"), claim.delivery_id,
-                                            now=now))
+                                            now=later))
     outcome = committed.run(lambda s: webhook_queue.record_attempt(
-        s, claim, status=None, error="timed out", duration_ms=5000, now=now))
+        s, claim, status=None, error="timeout", duration_ms=5000, now=later))
     assert outcome.state == "superseded"
     (delivery,) = committed.deliveries()
-    assert (delivery.state, delivery.attempts, delivery.next_attempt_at) == ("pending", 0, now)
+    assert (delivery.state, delivery.attempts, delivery.next_attempt_at) == (
+        "pending", 0, later)
 
 
 @pytest.mark.parametrize("attempts, low, high", [
-    (1, 7.5, 10), (2, 15, 20), (5, 120, 160), (9, 1920, 2560), (10, 2700, 3600),
-    (14, 2700, 3600), (400, 2700, 3600)])
-def test_backoff_doubles_from_ten_seconds_to_an_hour_with_jitter(attempts, low, high):
+    (1, 7.5, 10), (2, 15, 20), (5, 120, 160), (9, 1920, 2560), (10, 3840, 5120),
+    (12, 15360, 20480), (13, 16200, 21600), (24, 16200, 21600), (400, 16200, 21600)])
+def test_backoff_doubles_from_ten_seconds_to_six_hours_with_jitter(attempts, low, high):
     assert webhook_queue.retry_delay(attempts, rand=lambda: 0.0).total_seconds() == high
     assert webhook_queue.retry_delay(attempts, rand=lambda: 1.0).total_seconds() == low
 
@@ -231,8 +236,8 @@ def test_the_worker_command_delivers_over_real_http(app, receiver, tmp_path):
     with app.app_context():
         sessions = db.session_factory()
         run(sessions, lambda s: build_world(s, utcnow()))
-        run(sessions, lambda s: webhooks.create_subscription(s, "banka", f"{receiver.url}/b",
-                                                             ["transaction.posted"]))
+        run(sessions, lambda s: webhooks.create_subscription(
+            s, "banka", f"{receiver.url}/b", ["transaction.posted"], dev_targets=True))
         for points in (10, 20):
             run(sessions, lambda s, n=points: operations.issue(s, "banka", "c-1", "BANKA", n))
     runner = app.test_cli_runner()
@@ -247,6 +252,69 @@ def test_the_worker_command_delivers_over_real_http(app, receiver, tmp_path):
     assert again.output.strip() == "delivered 0, to retry 0, failed 0"
     assert len(receiver.requests) == 2
     assert json.loads(receiver.requests[0].body)["partner"] == "banka"
+
+
+def _worker_cast(app, receiver, work):
+    from app import db
+    from app.signing import create_private_key
+    from ledger.unit_of_work import run
+    from tests.clearing.conftest import build_world
+
+    create_private_key(app.config["SIGNING_KEY"])
+    with app.app_context():
+        sessions = db.session_factory()
+        run(sessions, lambda s: build_world(s, utcnow()))
+        return work(sessions)
+
+
+def test_the_worker_command_drains_past_deliveries_of_disabled_subscriptions(app, receiver):
+    from app.clearing import operations
+    from ledger.unit_of_work import run
+
+    def cast(sessions):
+        def subscribe(path):
+            return run(sessions, lambda s: webhooks.create_subscription(
+                s, "banka", f"{receiver.url}{path}", ["*"], dev_targets=True))
+
+        def issue(n):
+            for _ in range(n):
+                run(sessions, lambda s: operations.issue(s, "banka", "c-1", "BANKA", 10))
+        off = subscribe("/off")
+        issue(2)  # due first, to a subscription about to be disabled
+        subscribe("/on")
+        issue(3)
+        run(sessions, lambda s: setattr(s.get(WebhookSubscription, off.id), "status",
+                                        "disabled"))  # as a concurrent disable could race
+    _worker_cast(app, receiver, cast)
+    result = app.test_cli_runner().invoke(args=["webhooks", "deliver", "--once", "--batch",
+                                                "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "delivered 3, to retry 0, failed 0"
+    assert [r.path for r in receiver.requests] == ["/on"] * 3
+
+
+def test_the_worker_output_leaves_out_query_strings(app, receiver):
+    from app.clearing import operations
+    from ledger.unit_of_work import run
+
+    def cast(sessions):
+        run(sessions, lambda s: webhooks.create_subscription(
+            s, "banka", f"{receiver.url}/in?token=s3cret", ["*"], dev_targets=True))
+        run(sessions, lambda s: operations.issue(s, "banka", "c-1", "BANKA", 10))
+    receiver.fail_first["/in?token=s3cret"] = 1
+    _worker_cast(app, receiver, cast)
+    runner = app.test_cli_runner()
+    for _ in range(2):  # a failure, then (replayed at once) a delivery
+        result = runner.invoke(args=["webhooks", "deliver", "--once"])
+        assert result.exit_code == 0 and f"-> {receiver.url}/in" in result.output, \
+            result.output
+        assert "s3cret" not in result.output and "token" not in result.output
+        with app.app_context():
+            from app import db
+
+            run(db.session_factory(), lambda s: s.execute(
+                update(WebhookDelivery).values(next_attempt_at=utcnow())))
+    assert [r.path for r in receiver.requests] == ["/in?token=s3cret"] * 2
 
 
 def test_the_worker_command_needs_the_signing_key(app):
