@@ -75,7 +75,7 @@ def open_lot(session: Session, member_id: str, program: str, points: int,
     return lot
 
 
-def _counting_moves():
+def counting_moves():
     """Moves that count now: all but reservations of resolved holds."""
     resolution = aliased(Transaction)
     return or_(LotMove.kind != "reserve",
@@ -87,7 +87,7 @@ def lots(session: Session, member_id: str, program: str) -> list[LotState]:
     moved = (select(LotMove.lot_id, func.sum(LotMove.points).label("moved"))
              .join(Lot, Lot.id == LotMove.lot_id)
              .where(Lot.member_id == member_id, Lot.program_code == program,
-                    _counting_moves())
+                    counting_moves())
              .group_by(LotMove.lot_id).subquery())
     remaining = Lot.points + func.coalesce(moved.c.moved, 0)
     rows = session.execute(

@@ -37,3 +37,19 @@ def test_unknown_members_are_named(app):
     assert r.exit_code == 1 and "member_not_found" in r.output
     r = _cli(app, "members", "show", "c-9", "--partner", "banka")
     assert r.exit_code == 1 and "member_not_found" in r.output
+
+
+def test_points_expire_from_the_command_line(app):
+    from app.clearing.crypto import create_data_key
+
+    create_data_key(app.config["DATA_KEY"])
+    _cli(app, "demo", "seed")
+    early = _cli(app, "points", "expire")
+    assert early.exit_code == 0 and "expired 0 point(s) of 0 member(s)" in early.output
+    late = _cli(app, "points", "expire", "--program", "BANKA", "--now", "2031-01-01T00:00:00")
+    assert late.exit_code == 0, late.output
+    assert "BANKA: expired 5000 point(s) of 1 member(s)" in late.output
+    again = _cli(app, "points", "expire", "--program", "BANKA", "--now", "2031-01-01T00:00:00")
+    assert "expired 0 point(s)" in again.output  # idempotent
+    assert "BANKA: 0 available" in _cli(app, "members", "show", "c-1", "--partner",
+                                        "banka").output
