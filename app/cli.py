@@ -232,12 +232,13 @@ def authorisations_expire(batch):
 
 
 def init_app(app) -> None:
-    from . import admin_cli, demo, members_cli, points_cli
+    from . import admin_cli, demo, members_cli, points_cli, reports_cli
     from .webhooks import cli as webhooks_cli
 
     admin_cli.init_app(app)
     members_cli.init_app(app)
     points_cli.init_app(app)
+    reports_cli.init_app(app)
     demo.init_app(app)
     webhooks_cli.init_app(app)
     app.cli.add_command(db_cli)

@@ -53,3 +53,18 @@ def test_points_expire_from_the_command_line(app):
     assert "expired 0 point(s)" in again.output  # idempotent
     assert "BANKA: 0 available" in _cli(app, "members", "show", "c-1", "--partner",
                                         "banka").output
+
+
+def test_the_programs_report(app):
+    from app.clearing.crypto import create_data_key
+
+    create_data_key(app.config["DATA_KEY"])
+    _cli(app, "demo", "seed")
+    r = _cli(app, "reports", "programs", "--program", "BANKA")
+    assert r.exit_code == 0, r.output
+    [row] = [line.split() for line in r.output.splitlines() if line.startswith("BANKA")]
+    assert row == ["BANKA", "5000", "0", "0", "0", "5000", "5000", "CNY"]
+    r = _cli(app, "reports", "programs", "--csv", "--program", "SKYMILES")
+    assert r.output.splitlines()[0].startswith("program,start,end,outstanding")
+    bad = _cli(app, "reports", "programs", "--from", "2030-01-01", "--to", "2029-01-01")
+    assert bad.exit_code == 2 and "--from" in bad.output
