@@ -17,11 +17,15 @@ from .clearing.models import Program
 points_cli = AppGroup("points", help="Batch jobs on members' points.")
 
 
-def _instant(value: str | None) -> datetime:
+def instant(value: str | None) -> datetime:
+    """An ISO-8601 option value as an aware instant (UTC if it has no offset)."""
     if value is None:
         return utcnow()
-    instant = datetime.fromisoformat(value)
-    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 instant") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 @points_cli.command("expire")
@@ -40,7 +44,7 @@ def expire(programs, batch, now_text):
     Idempotent and resumable: a rerun books only what is still due; several workers may
     run at once (each member is expired under their account's lock).
     """
-    now = _instant(now_text)
+    now = instant(now_text)
     with db.read_session_factory()() as session:
         codes = list(programs) or list(session.scalars(
             select(Program.code).where(Program.expiry_months.is_not(None))

@@ -16,7 +16,7 @@ from ledger.types import utcnow
 from . import db
 from .clearing import reports
 from .clearing.models import Program
-from .points_cli import _instant
+from .points_cli import instant
 
 reports_cli = AppGroup("reports", help="Finance reports.")
 
@@ -30,8 +30,8 @@ reports_cli = AppGroup("reports", help="Finance reports.")
 def programs_report(programs, start_text, end_text, as_csv):
     """Per program: points issued, redeemed, converted and expired (breakage) in the
     period, outstanding points and liability (outstanding x value per point) at its end."""
-    end = _instant(end_text) if end_text else utcnow()
-    start = _instant(start_text) if start_text else end - timedelta(days=30)
+    end = instant(end_text) if end_text else utcnow()
+    start = instant(start_text) if start_text else end - timedelta(days=30)
     if start >= end:
         raise click.BadParameter("--from must be before --to", param_hint="--from")
     with db.read_session_factory()() as session:

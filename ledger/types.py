@@ -83,3 +83,14 @@ class ExactDecimal(TypeDecorator):
 
     def process_result_value(self, value, dialect):
         return None if value is None else Decimal(value)
+
+
+def parse_id(value) -> uuid.UUID | None:
+    """``value`` as a UUID (a UUID, or its text), or None if it is not one: callers that
+    look a row up by an id from outside answer "not found" for both."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

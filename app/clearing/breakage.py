@@ -17,29 +17,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger.accounts import lock_accounts
 from ledger.booking import credit, debit, post
 
 from . import accounts, events, lots
-from .models import Lot, LotMove, Operation, Program
+from .models import Lot, Operation, Program
 from .programs import system_account
 
 
 def members_due(session: Session, program: str, now: datetime, *, limit: int = 500) -> list[str]:
     """Members with points left in expired lots of ``program`` (a bounded page)."""
-    moved = (select(LotMove.lot_id, func.sum(LotMove.points).label("moved"))
-             .join(Lot, Lot.id == LotMove.lot_id)
-             .where(Lot.program_code == program, Lot.expires_at <= now,
-                    lots.counting_moves())
-             .group_by(LotMove.lot_id).subquery())
-    left = Lot.points + func.coalesce(moved.c.moved, 0)
-    return list(session.scalars(
-        select(Lot.member_id).outerjoin(moved, moved.c.lot_id == Lot.id)
-        .where(Lot.program_code == program, Lot.expires_at <= now, left > 0)
-        .group_by(Lot.member_id).order_by(Lot.member_id).limit(limit)))
+    due = lots.with_points_left(Lot.member_id, where=[Lot.program_code == program,
+                                                      Lot.expires_at <= now]).subquery()
+    return list(session.scalars(select(due.c.member_id).distinct()
+                                .order_by(due.c.member_id).limit(limit)))
 
 
 def expire_member(session: Session, member_id: str, program: Program,

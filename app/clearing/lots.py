@@ -82,18 +82,24 @@ def counting_moves():
                ~exists().where(resolution.resolves_id == LotMove.transaction_id))
 
 
-def lots(session: Session, member_id: str, program: str) -> list[LotState]:
-    """The member's lots of ``program`` with points left, oldest first."""
+def with_points_left(*columns, where):
+    """``SELECT columns..., remaining`` of the lots matching ``where`` (a list of
+    conditions on :class:`Lot`) that still hold points; ``remaining`` is the lot's points
+    plus its counting moves."""
     moved = (select(LotMove.lot_id, func.sum(LotMove.points).label("moved"))
              .join(Lot, Lot.id == LotMove.lot_id)
-             .where(Lot.member_id == member_id, Lot.program_code == program,
-                    counting_moves())
+             .where(*where, counting_moves())
              .group_by(LotMove.lot_id).subquery())
     remaining = Lot.points + func.coalesce(moved.c.moved, 0)
+    return (select(*columns, remaining).outerjoin(moved, moved.c.lot_id == Lot.id)
+            .where(*where, remaining > 0))
+
+
+def lots(session: Session, member_id: str, program: str) -> list[LotState]:
+    """The member's lots of ``program`` with points left, oldest first."""
     rows = session.execute(
-        select(Lot.id, Lot.earned_at, Lot.expires_at, remaining)
-        .outerjoin(moved, moved.c.lot_id == Lot.id)
-        .where(Lot.member_id == member_id, Lot.program_code == program, remaining > 0)
+        with_points_left(Lot.id, Lot.earned_at, Lot.expires_at,
+                         where=[Lot.member_id == member_id, Lot.program_code == program])
         .order_by(Lot.earned_at, Lot.id))
     # SUM of BIGINT is NUMERIC on PostgreSQL: points are ints here.
     return [LotState(lot_id, earned, expires, int(left)) for lot_id, earned, expires, left in rows]

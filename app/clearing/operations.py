@@ -14,7 +14,6 @@ outbox, :mod:`.events`), so a booking and its events commit or roll back togethe
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,7 +29,7 @@ from ledger.errors import (
     ReversalExceedsOriginal,
 )
 from ledger.idempotency import IdempotencyKey
-from ledger.types import utcnow
+from ledger.types import parse_id, utcnow
 from ledger.units import check_amount
 
 from . import accounts, events, lots, members, pricing
@@ -132,11 +131,7 @@ def record(ctx: Context, txn, kind: str, *, program: str, points: int, publish: 
 
 def get_operation(session: Session, partner_id: str, operation_id) -> Operation:
     """One of the partner's operations: booked by it or moving its money or points."""
-    try:
-        wanted = operation_id if isinstance(operation_id, uuid.UUID) else uuid.UUID(
-            str(operation_id))
-    except ValueError:
-        wanted = None
+    wanted = parse_id(operation_id)
     operation = session.get(Operation, wanted) if wanted else None
     if operation is None or partner_id not in (operation.partner_id, operation.counterparty_id):
         raise OperationNotFound(f"no operation {str(operation_id)[:60]!r} of partner "

@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ledger.types import utcnow
+from ledger.types import parse_id, utcnow
 
 from .errors import (
     DeliveryInProgress,
@@ -130,11 +130,7 @@ def change_url(session: Session, partner_id: str, subscription_id, url, *,
 
 def own_delivery(session: Session, partner_id: str, delivery_id, *,
                  lock: bool = False) -> WebhookDelivery:
-    try:
-        wanted = delivery_id if isinstance(delivery_id, uuid.UUID) else uuid.UUID(
-            str(delivery_id))
-    except ValueError:
-        wanted = None
+    wanted = parse_id(delivery_id)
     delivery = session.get(WebhookDelivery, wanted, with_for_update=lock) if wanted else None
     if delivery is None or delivery.partner_id != partner_id:
         raise DeliveryNotFound(f"no delivery {str(delivery_id)[:60]!r} of partner "

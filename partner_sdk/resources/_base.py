@@ -11,6 +11,11 @@ from ..requester import Requester
 from ..signing import segment
 
 
+def as_dict(item: dict[str, Any]) -> dict[str, Any]:
+    """A pager's item parser for answers the SDK hands out as plain dicts."""
+    return item
+
+
 def compact(**fields: Any) -> dict[str, Any]:
     """A request body without the fields left unset (the API refuses ``null``), instants
     as RFC 3339."""

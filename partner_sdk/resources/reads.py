@@ -9,11 +9,7 @@ from typing import Any
 
 from ..models import Operation
 from ..pagination import Pager
-from ._base import Resource, segment
-
-
-def _as_dict(item: dict[str, Any]) -> dict[str, Any]:
-    return item
+from ._base import Resource, as_dict, segment
 
 
 class Transactions(Resource):
@@ -42,7 +38,7 @@ class Programs(Resource):
 
     def list(self) -> Pager[dict[str, Any]]:
         """Programs as dicts: ``code``, ``name``, ``owner``, ``expiry_months``, ``value``."""
-        return self._pager("/v1/programs", {}, _as_dict)
+        return self._pager("/v1/programs", {}, as_dict)
 
 
 class Agreements(Resource):
@@ -51,4 +47,4 @@ class Agreements(Resource):
     def list(self) -> Pager[dict[str, Any]]:
         """Agreements as dicts: ``id``, ``kind``, ``program``, ``redeemer``,
         ``target_program``, ``currency``, ``status``, ``terms``, ``current_version``."""
-        return self._pager("/v1/agreements", {}, _as_dict)
+        return self._pager("/v1/agreements", {}, as_dict)

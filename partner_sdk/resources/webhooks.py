@@ -11,11 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..pagination import Pager
-from ._base import Resource, segment
-
-
-def _as_dict(item: dict[str, Any]) -> dict[str, Any]:
-    return item
+from ._base import Resource, as_dict, segment
 
 
 class Webhooks(Resource):
@@ -32,7 +28,7 @@ class Webhooks(Resource):
 
     def subscriptions(self) -> Pager[dict[str, Any]]:
         """The partner's subscriptions, active and disabled."""
-        return self._pager("/v1/webhooks/subscriptions", {}, _as_dict)
+        return self._pager("/v1/webhooks/subscriptions", {}, as_dict)
 
     def disable(self, subscription_id: str, *,
                 idempotency_key: str | None = None) -> dict[str, Any]:
@@ -49,7 +45,7 @@ class Webhooks(Resource):
         delivered or failed; ``limit``: page size)."""
         params = {"event_id": event_id, "state": state, "subscription_id": subscription_id,
                   "limit": limit}
-        return self._pager("/v1/webhooks/deliveries", params, _as_dict)
+        return self._pager("/v1/webhooks/deliveries", params, as_dict)
 
     def replay(self, delivery_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Queue a delivery again, due now: the same event id and body (deduplicate on

@@ -5,8 +5,6 @@ a savepoint); then real-thread races on PostgreSQL, committed under unique partn
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +19,7 @@ from app.clearing.partners import onboard_partner
 from ledger.accounts import open_account
 from ledger.models import Account
 from ledger.unit_of_work import run
+from tests.concurrency import race
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 LATER = T0 + timedelta(seconds=59)
@@ -28,7 +27,6 @@ STALE = T0 + timedelta(seconds=60)
 FP = idem.fingerprint("POST", "/v1/redemptions", b'{"points": 2000}')
 OTHER_FP = idem.fingerprint("POST", "/v1/redemptions", b'{"points": 2001}')
 BODY = '{"id": "t-1", "note": "caf\u00e9\\n"}\n'
-BARRIER_TIMEOUT, RESULT_TIMEOUT = 60, 120
 
 
 @pytest.fixture
@@ -197,27 +195,12 @@ def test_abandon_lets_a_retry_run_again_but_only_for_the_owner(tx_sessions, uniq
 
 # --- real threads on PostgreSQL ------------------------------------------------------------
 
-def _race(n, worker):
-    """Run ``worker(i, barrier)`` in ``n`` threads; a failing thread breaks the barrier."""
-    barrier = threading.Barrier(n, timeout=BARRIER_TIMEOUT)
-
-    def guarded(i):
-        try:
-            return worker(i, barrier)
-        except BaseException:
-            barrier.abort()
-            raise
-
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="idem") as pool:
-        futures = [pool.submit(guarded, i) for i in range(n)]
-        return [f.result(timeout=RESULT_TIMEOUT) for f in futures]
-
 
 def _begin_together(sessions, partner, key, now, n=8):
     def worker(_i, barrier):
         barrier.wait()
         return idem.begin(sessions, partner, key, FP, now=now)
-    return _race(n, worker)
+    return race(n, worker)
 
 
 @pytest.mark.postgres
@@ -264,7 +247,7 @@ def test_an_owner_taken_over_mid_work_loses_and_books_nothing(sessions, unique):
         barrier.wait()
         return retry
 
-    first, retry = _race(2, worker)
+    first, retry = race(2, worker)
     assert retry.kind == STARTED and retry.token != first.token
     with sessions() as s:
         assert s.scalar(select(Account).where(Account.code == booked)) is None
@@ -286,7 +269,7 @@ def test_a_takeover_racing_the_owners_commit_cannot_steal_a_finished_run(session
             barrier.wait()  # the row is locked by the uncommitted finish
             s.commit()
 
-    _, retry = _race(2, worker)
+    _, retry = race(2, worker)
     assert retry.kind in (IN_PROGRESS, REPLAY)
     record = _record(sessions, partner, "k1")
     assert (record.state, record.token, record.response) == ("done", mine.token, BODY)

@@ -8,9 +8,7 @@ settles in MOP, so the committed data shares no row with the savepoint-isolated 
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,6 +32,7 @@ from ledger import balance, resolution_of
 from ledger.errors import NotPending, ReversalExceedsOriginal
 from ledger.unit_of_work import run
 from ledger.verify import verify
+from tests.concurrency import race
 
 pytestmark = pytest.mark.postgres
 
@@ -90,20 +89,6 @@ def _issue(sessions, c: Cast, points: int, *, days_ago: int = 1, miles=False):
                                                     now=T - timedelta(days=days_ago)))
 
 
-def _race(n: int, worker):
-    """``worker(i, barrier)`` in ``n`` real threads at once; the first failure re-raised."""
-    barrier = threading.Barrier(n, timeout=60)
-
-    def guarded(i):
-        try:
-            return worker(i, barrier)
-        except BaseException:
-            barrier.abort()
-            raise
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return [f.result(timeout=180) for f in [pool.submit(guarded, i) for i in range(n)]]
-
 
 def _available(sessions, c: Cast, program: str) -> int:
     """The member's available points, once the lots are shown to hold exactly them."""
@@ -143,7 +128,7 @@ def test_concurrent_redemptions_never_overspend_one_members_points(sessions, uni
                 refused.append(err.details["available"])
         return accepted, refused
 
-    results = _race(threads, spender)
+    results = race(threads, spender)
     accepted = [op for ops, _ in results for op in ops]
     refused = [a for _, r in results for a in r]
     assert len(accepted) * each == min(threads * attempts * each, 3_000)
@@ -193,7 +178,7 @@ def test_the_same_request_sent_at_once_with_one_key_books_exactly_once(sessions,
         barrier.wait()
         return run(sessions, lambda s: SAME[kind](s, c, refs).id)
 
-    ids = _race(8, sender)
+    ids = race(8, sender)
     assert len(set(ids)) == 1
     with sessions() as s:
         kinds = Counter(s.scalars(select(Operation.kind)
@@ -225,7 +210,7 @@ def test_a_capture_racing_a_void_of_one_authorisation_exactly_one_wins(sessions,
                 outcomes.append("lost")
         return outcomes
 
-    capture, void = _race(2, racer)
+    capture, void = race(2, racer)
     assert all(sorted(pair) == ["lost", "won"] for pair in zip(capture, void))
     captured = capture.count("won")
     with sessions() as s:
@@ -249,7 +234,7 @@ def test_concurrent_partial_refunds_never_exceed_the_redemption_and_add_up(sessi
             assert err.field == "points"
             return None
 
-    refunds = [r for r in _race(16, refunder) if r is not None]
+    refunds = [r for r in race(16, refunder) if r is not None]
     assert len(refunds) == 10
     assert _available(sessions, c, c.points) == 199 + 1_000
     last = run(sessions, lambda s: redemptions.refund(s, c.shop, spent.id, now=LATER))
@@ -277,7 +262,7 @@ def test_conversions_both_ways_at_once_lose_no_update(sessions, unique):
         return [run(sessions, lambda s: conversions.convert(
             s, c.air, "c", source, target, points, now=LATER)) for _ in range(rounds)]
 
-    ops = [op for ops in _race(threads, converter) for op in ops]
+    ops = [op for ops in race(threads, converter) for op in ops]
     n = threads // 2 * rounds
     assert Counter(op.program_code for op in ops) == {c.points: n, c.miles: n}
     # 80 x (1,000 points -> 400 miles) and 80 x (500 miles -> 1,000 points).

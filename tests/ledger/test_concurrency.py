@@ -17,7 +17,6 @@ import random
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select, text
@@ -44,35 +43,14 @@ from ledger.errors import (
 from ledger.models import Account, AccountBalance, Posting, Transaction
 from ledger.unit_of_work import run
 from ledger.verify import verify
+from tests.concurrency import race
 
 pytestmark = pytest.mark.postgres
 
 UNIT = "BANKA"
-BARRIER_TIMEOUT = 60  # seconds; only ever reached if a thread is stuck
-RESULT_TIMEOUT = 120
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-def _race(n: int, worker):
-    """Run ``worker(i, barrier)`` in ``n`` real threads at once; return their results.
-
-    The barrier lines the threads up (call ``barrier.wait()`` right before the contended
-    step; it can be reused for several rounds). If a thread fails, the barrier is broken so
-    that the others stop waiting, and the first failure is re-raised here.
-    """
-    barrier = threading.Barrier(n, timeout=BARRIER_TIMEOUT)
-
-    def guarded(i):
-        try:
-            return worker(i, barrier)
-        except BaseException:
-            barrier.abort()
-            raise
-
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="race") as pool:
-        futures = [pool.submit(guarded, i) for i in range(n)]
-        return [f.result(timeout=RESULT_TIMEOUT) for f in futures]
 
 
 class _Retries:
@@ -189,7 +167,7 @@ def test_concurrent_spends_never_overdraw_and_every_point_is_accounted_for(
         return accepted, refused
 
     started = time.perf_counter()
-    results = _race(threads, spender)
+    results = race(threads, spender)
     elapsed = time.perf_counter() - started
     accepted = [a for acc, _ in results for a in acc]
     refused = [r for _, ref in results for r in ref]
@@ -233,7 +211,7 @@ def test_concurrent_holds_and_spends_share_one_guard(sessions, unique, issuer):
                 booked.append((txn, amount))
         return book, booked, refused
 
-    results = _race(threads, worker)
+    results = race(threads, worker)
     posted = [a for book, booked, _ in results if book is post for _, a in booked]
     held = [(t, a) for book, booked, _ in results if book is hold for t, a in booked]
     refused = [r for *_, ref in results for r in ref]
@@ -252,7 +230,7 @@ def test_concurrent_holds_and_spends_share_one_guard(sessions, unique, issuer):
         for txn, _ in chunks[i]:
             run(sessions, lambda s: void(s, txn.id))
 
-    _race(threads, releaser)
+    race(threads, releaser)
     b = _balance(sessions, member)
     assert (b.posted, b.debits_pending, b.available) == (initial - sum(posted), 0,
                                                           initial - sum(posted))
@@ -262,7 +240,7 @@ def test_concurrent_holds_and_spends_share_one_guard(sessions, unique, issuer):
 
 # --- 2. opposing transfers ----------------------------------------------------------------
 
-def _transfer_race(sessions, accounts, edges, *, per_edge_threads, transfers):
+def _transferrace(sessions, accounts, edges, *, per_edge_threads, transfers):
     """Threads transfer along ``edges`` (pairs of indexes into ``accounts``) at once.
 
     Returns (net flow per account, number of transfers, number of retried runs).
@@ -282,7 +260,7 @@ def _transfer_race(sessions, accounts, edges, *, per_edge_threads, transfers):
             moved.append(amount)
         return plan[i], moved
 
-    results = _race(len(plan), mover)
+    results = race(len(plan), mover)
     net = Counter()
     for (src, dst), moved in results:
         net[accounts[src]] -= sum(moved)
@@ -295,7 +273,7 @@ def test_opposing_transfers_neither_deadlock_nor_lose_points(sessions, unique, i
     a = _member(sessions, f"member:a:{unique}", issuer, funding)
     b = _member(sessions, f"member:b:{unique}", issuer, funding)
 
-    net, count, retried = _transfer_race(sessions, [a, b], [(0, 1), (1, 0)],
+    net, count, retried = _transferrace(sessions, [a, b], [(0, 1), (1, 0)],
                                          per_edge_threads=8, transfers=100)
     print(f"\n{count} opposing transfers; retried by the unit of work: {retried}")
 
@@ -317,7 +295,7 @@ def test_transfers_round_a_ring_neither_deadlock_nor_lose_points(sessions, uniqu
 
     # Both ways round the ring at once: A->B->C->A and A->C->B->A.
     edges = [(0, 1), (1, 2), (2, 0), (1, 0), (2, 1), (0, 2)]
-    net, count, retried = _transfer_race(sessions, ring, edges, per_edge_threads=2,
+    net, count, retried = _transferrace(sessions, ring, edges, per_edge_threads=2,
                                          transfers=60)
     print(f"\n{count} ring transfers; retried by the unit of work: {retried}")
 
@@ -363,7 +341,7 @@ def test_a_deadlock_victim_is_retried_not_reported(sessions, unique, issuer):
             return tries, exc
         return tries, None
 
-    results = _race(2, crosser)
+    results = race(2, crosser)
     reached = [exc for _, exc in results if exc is not None]
     assert not reached, (
         f"a deadlock reached the caller instead of being retried by the unit of work: "
@@ -399,7 +377,7 @@ def test_same_key_same_request_at_once_books_exactly_once(sessions, unique, issu
                 idempotency=key, reference=f"order-{r}:{unique}")))
         return out
 
-    results = _race(threads, submitter)
+    results = race(threads, submitter)
     for r in range(rounds):
         records = [res[r] for res in results]
         booked = {t.id for t in records}
@@ -440,7 +418,7 @@ def test_same_key_different_requests_at_once_one_wins_the_rest_conflict(sessions
                 out.append((txn, amount))
         return out
 
-    results = _race(threads, submitter)
+    results = race(threads, submitter)
     won = 0
     for r in range(rounds):
         outcomes = [res[r] for res in results]
@@ -488,7 +466,7 @@ def test_capture_and_void_race_exactly_one_resolution(sessions, unique, issuer):
                 out.append(err)
         return out
 
-    results = _race(threads, resolver)
+    results = race(threads, resolver)
     captured, captures = 0, 0
     for r, h in enumerate(holds):
         outcomes = [res[r] for res in results]
@@ -541,7 +519,7 @@ def test_concurrent_partial_reversals_never_exceed_the_original(sessions, unique
                 accepted.append(amount)
         return accepted, refused
 
-    results = _race(threads, reverser)
+    results = race(threads, reverser)
     accepted = [a for acc, _ in results for a in acc]
     refused = [r for _, ref in results for r in ref]
     print(f"\n{len(accepted)} partial reversals accepted ({sum(accepted)} of {spent}), "
@@ -574,7 +552,7 @@ def test_concurrent_full_reversals_reverse_once(sessions, unique, issuer):
         except ReversalExceedsOriginal as err:
             return err
 
-    outcomes = _race(threads, reverser)
+    outcomes = race(threads, reverser)
     winners = [o for o in outcomes if not isinstance(o, ReversalExceedsOriginal)]
     assert len(winners) == 1
     assert winners[0].reverses_id == original.id
@@ -613,7 +591,7 @@ def _hot_account_run(sessions, unique, issuer, *, shards, threads, spends, tag):
         return moved
 
     started = time.perf_counter()
-    results = _race(threads, spender)
+    results = race(threads, spender)
     elapsed = time.perf_counter() - started
     return hot, members, results, elapsed
 
